@@ -1,0 +1,118 @@
+//! Types shared by the `flow` kernel program and its userspace.
+//!
+//! Everything here is `#[repr(C)]` plain data: the kernel writes it into BPF maps and the ring
+//! buffer, userspace reads it back byte for byte. Field order keeps every `u64` 8-byte aligned so
+//! the layout is the same on `bpfel` and `x86_64` without hidden padding.
+#![no_std]
+
+/// Key of the per-socket map: the kernel address of the `struct sock`.
+///
+/// A freed socket's address can be reused by a new one; the kernel program deletes the entry
+/// when the socket is destroyed, and userspace tells generations apart by `first_ns`.
+pub type SockKey = u64;
+
+/// Address family values as the kernel spells them.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// The connection's addresses, as seen from the socket's own (local) end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SockTuple {
+    /// `AF_INET` or `AF_INET6`; 0 when the kernel could not read it.
+    pub family: u16,
+    /// Host byte order.
+    pub local_port: u16,
+    /// Host byte order.
+    pub remote_port: u16,
+    pub _pad: u16,
+    /// IPv4 addresses use the first 4 bytes (network order); IPv6 all 16.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+
+/// Per-socket counters kept by the kernel program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockCounters {
+    /// Bytes the socket queued for sending (what `tcp_sendmsg` returned, summed).
+    pub tx_bytes: u64,
+    /// Bytes the application read from the socket (`MSG_PEEK` reads excluded).
+    pub rx_bytes: u64,
+    /// Number of send calls that moved at least one byte.
+    pub tx_calls: u64,
+    /// Number of receive calls that moved at least one byte.
+    pub rx_calls: u64,
+    /// `CLOCK_MONOTONIC` nanoseconds of the first and last byte moved.
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// `tgid << 32 | tid` of the last task that moved data.
+    pub pid_tgid: u64,
+    /// Command name of that task's thread (NUL padded).
+    pub comm: [u8; 16],
+    pub tuple: SockTuple,
+}
+
+/// Sent through the ring buffer when a socket is destroyed: its final counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockClosed {
+    pub sock: SockKey,
+    pub counters: SockCounters,
+}
+
+/// Indexes into the kernel program's statistics array (`FLOW_STATS`).
+pub mod stat {
+    /// Entries the kernel program created in the socket map.
+    pub const INSERTS: u32 = 0;
+    /// Entries deleted because their socket was destroyed.
+    pub const CLOSES: u32 = 1;
+    /// Close events that did not fit in the ring buffer (their final counters are lost).
+    pub const CLOSE_DROPS: u32 = 2;
+    /// Entries that could not be created (map update failed).
+    pub const INSERT_FAILURES: u32 = 3;
+    /// Kprobe rung: entry probes whose in-flight slot could not be stored.
+    pub const INFLIGHT_DROPS: u32 = 4;
+    pub const COUNT: u32 = 5;
+}
+
+/// Names of maps in the object file (also what `bpftool map show` prints).
+pub mod maps {
+    pub const SOCKETS: &str = "FLOW_SOCKS";
+    pub const CLOSED: &str = "FLOW_CLOSED";
+    pub const STATS: &str = "FLOW_STATS";
+    pub const INFLIGHT: &str = "FLOW_INFLIGHT";
+}
+
+/// Default capacity of the socket map; the loader may change it.
+pub const DEFAULT_MAP_ENTRIES: u32 = 65_536;
+/// Ring buffer for close events: 1 MiB holds about 8,000 events between two drains.
+pub const CLOSED_RING_BYTES: u32 = 1 << 20;
+/// Kprobe rung: concurrent in-flight `tcp_sendmsg`/`tcp_recvmsg` calls tracked per thread.
+pub const INFLIGHT_ENTRIES: u32 = 16_384;
+/// `MSG_PEEK`: such reads leave the data in the queue and must not count.
+pub const MSG_PEEK: i32 = 2;
+/// `IPPROTO_TCP`.
+pub const IPPROTO_TCP: u16 = 6;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `repr(C)` data without padding holes or pointers; any bit pattern is valid.
+    unsafe impl aya::Pod for super::SockCounters {}
+    unsafe impl aya::Pod for super::SockClosed {}
+    unsafe impl aya::Pod for super::SockTuple {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<SockTuple>(), 40);
+        assert_eq!(size_of::<SockCounters>(), 7 * 8 + 16 + 40);
+        assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
+    }
+}

@@ -1,0 +1,150 @@
+//! The one piece of logic every rung shares: add a byte count to a socket's entry.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+};
+use flow_common::{stat, SockClosed, SockCounters, SockKey, SockTuple, AF_INET, AF_INET6};
+
+use crate::maps::{CLOSED, SOCKETS, STATS};
+
+/// Offsets inside `struct sock_common` (its first member of `struct sock`). These have not moved
+/// since Linux 4.x on 64-bit; the exactness tests check the resulting tuples on every kernel.
+mod sock_common {
+    pub const DADDR: usize = 0;
+    pub const RCV_SADDR: usize = 4;
+    pub const DPORT: usize = 12; // network order
+    pub const NUM: usize = 14; // local port, host order
+    pub const FAMILY: usize = 16;
+    pub const V6_DADDR: usize = 56;
+    pub const V6_RCV_SADDR: usize = 72;
+}
+
+#[derive(Clone, Copy)]
+pub enum Direction {
+    Tx,
+    Rx,
+}
+
+/// Adds `bytes` moved by the current task to the socket `sk`.
+#[inline(always)]
+pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let entry = match SOCKETS.get_ptr_mut(&sk) {
+        Some(entry) => entry,
+        None => match create(sk, now) {
+            Some(entry) => entry,
+            None => return,
+        },
+    };
+    // SAFETY: the pointer comes from a successful map lookup and stays valid for this program run.
+    let counters = unsafe { &mut *entry };
+    let (bytes_field, calls_field) = match direction {
+        Direction::Tx => (&mut counters.tx_bytes, &mut counters.tx_calls),
+        Direction::Rx => (&mut counters.rx_bytes, &mut counters.rx_calls),
+    };
+    atomic_add(bytes_field, bytes);
+    atomic_add(calls_field, 1);
+    // Plain stores: the last writer wins, which is what "last activity" means.
+    counters.last_ns = now;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if counters.pid_tgid >> 32 != pid_tgid >> 32 {
+        // Only when the owning process changes: copying comm on every event costs.
+        counters.comm = bpf_get_current_comm().unwrap_or_default();
+    }
+    counters.pid_tgid = pid_tgid;
+}
+
+/// Creates the entry for a socket seen for the first time and returns it.
+#[cold]
+fn create(sk: SockKey, now: u64) -> Option<*mut SockCounters> {
+    let fresh = SockCounters {
+        first_ns: now,
+        tuple: read_tuple(sk),
+        ..SockCounters::default()
+    };
+    // NOEXIST: another CPU may have created it meanwhile; then its entry is the one to use.
+    match SOCKETS.insert(&sk, &fresh, aya_ebpf::bindings::BPF_NOEXIST as u64) {
+        Ok(()) => bump(stat::INSERTS),
+        Err(_) => {
+            if SOCKETS.get_ptr_mut(&sk).is_none() {
+                bump(stat::INSERT_FAILURES);
+                return None;
+            }
+        }
+    }
+    SOCKETS.get_ptr_mut(&sk)
+}
+
+/// Reads the 4-tuple from `struct sock_common`; a failed read leaves zeros (family 0).
+fn read_tuple(sk: SockKey) -> SockTuple {
+    let base = sk as *const u8;
+    let read16 = |off: usize| unsafe { bpf_probe_read_kernel(base.add(off) as *const u16) };
+    let mut tuple = SockTuple::default();
+    let (Ok(family), Ok(dport), Ok(num)) = (
+        read16(sock_common::FAMILY),
+        read16(sock_common::DPORT),
+        read16(sock_common::NUM),
+    ) else {
+        return tuple;
+    };
+    let (local, remote, len) = match family {
+        AF_INET => (sock_common::RCV_SADDR, sock_common::DADDR, 4),
+        AF_INET6 => (sock_common::V6_RCV_SADDR, sock_common::V6_DADDR, 16),
+        _ => return tuple,
+    };
+    let local_addr = unsafe { bpf_probe_read_kernel(base.add(local) as *const [u8; 16]) };
+    let remote_addr = unsafe { bpf_probe_read_kernel(base.add(remote) as *const [u8; 16]) };
+    let (Ok(local_addr), Ok(remote_addr)) = (local_addr, remote_addr) else {
+        return tuple;
+    };
+    tuple.family = family;
+    tuple.local_port = num;
+    tuple.remote_port = u16::from_be(dport);
+    // IPv4 reads 16 bytes for one fixed-size helper call; only the first 4 are the address.
+    tuple.local_addr = local_addr;
+    tuple.remote_addr = remote_addr;
+    if len == 4 {
+        tuple.local_addr[4..].fill(0);
+        tuple.remote_addr[4..].fill(0);
+    }
+    tuple
+}
+
+/// The socket is gone: hand its final counters to userspace and forget it.
+#[inline(always)]
+pub fn close(sk: SockKey) {
+    let Some(entry) = SOCKETS.get_ptr(&sk) else {
+        return;
+    };
+    match CLOSED.reserve::<SockClosed>(0) {
+        Some(mut slot) => {
+            // SAFETY: `entry` comes from a successful lookup.
+            slot.write(SockClosed {
+                sock: sk,
+                counters: unsafe { *entry },
+            });
+            slot.submit(0);
+        }
+        None => bump(stat::CLOSE_DROPS),
+    }
+    if SOCKETS.remove(&sk).is_ok() {
+        bump(stat::CLOSES);
+    }
+}
+
+#[inline(always)]
+pub fn bump(index: u32) {
+    if let Some(slot) = STATS.get_ptr_mut(index) {
+        atomic_add(unsafe { &mut *slot }, 1);
+    }
+}
+
+/// `lock xadd`: counters are shared by every CPU, and a read-add-write would lose updates.
+#[inline(always)]
+fn atomic_add(target: &mut u64, value: u64) {
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            target, value,
+        )
+    };
+}

@@ -1,0 +1,28 @@
+//! The maps shared by every hook. Sizes here are defaults; the loader overrides the socket map's.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, RingBuf},
+};
+use flow_common::{
+    stat, SockCounters, SockKey, CLOSED_RING_BYTES, DEFAULT_MAP_ENTRIES, INFLIGHT_ENTRIES,
+};
+
+/// Counters per live socket. LRU so a host with more sockets than entries degrades by evicting
+/// the coldest socket instead of failing to count new ones; userspace derives the eviction count.
+#[map(name = "FLOW_SOCKS")]
+pub static SOCKETS: LruHashMap<SockKey, SockCounters> =
+    LruHashMap::with_max_entries(DEFAULT_MAP_ENTRIES, 0);
+
+/// Final counters of destroyed sockets, so a connection that lives between two polls still counts.
+#[map(name = "FLOW_CLOSED")]
+pub static CLOSED: RingBuf = RingBuf::with_byte_size(CLOSED_RING_BYTES, 0);
+
+/// Event counters (`flow_common::stat`), updated with atomic adds.
+#[map(name = "FLOW_STATS")]
+pub static STATS: Array<u64> = Array::with_max_entries(stat::COUNT, 0);
+
+/// Kprobe rung only: the socket a thread passed to `tcp_sendmsg`/`tcp_recvmsg`, keyed by
+/// `pid_tgid`, until the matching return probe reads the byte count.
+#[map(name = "FLOW_INFLIGHT")]
+pub static INFLIGHT: HashMap<u64, SockKey> = HashMap::with_max_entries(INFLIGHT_ENTRIES, 0);
