@@ -3,3 +3,4 @@ pub mod model;
 pub mod procfs;
 
 pub use model::*;
+pub mod ebpf;

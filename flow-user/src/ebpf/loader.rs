@@ -1,0 +1,308 @@
+//! Loads the embedded kernel object and attaches the best rung of hooks this kernel allows.
+
+use std::{fmt, path::Path, str::FromStr};
+
+use anyhow::{anyhow, Context, Result};
+use aya::{
+    programs::{FExit, KProbe, ProgramError, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+use flow_common::{maps, DEFAULT_MAP_ENTRIES};
+
+/// The object `cargo xtask build-ebpf` produced, embedded at build time.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow.bpf.o"));
+
+/// One set of hooks that counts bytes per socket. Best (cheapest) first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rung {
+    /// fexit `tcp_sendmsg` / `tcp_recvmsg` (BTF trampolines).
+    Fentry,
+    /// kprobe + kretprobe on the same functions.
+    Kprobe,
+    /// `sock:sock_send_length` / `sock:sock_recv_length` (Linux 6.3+).
+    Tracepoint,
+}
+
+impl Rung {
+    pub const LADDER: [Rung; 3] = [Rung::Fentry, Rung::Kprobe, Rung::Tracepoint];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rung::Fentry => "fentry",
+            Rung::Kprobe => "kprobe",
+            Rung::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// Programs of this rung, in the order they are attached.
+    fn hooks(self) -> &'static [Hook] {
+        match self {
+            Rung::Fentry => &[
+                Hook::FExit("flow_tx_fexit", "tcp_sendmsg"),
+                Hook::FExit("flow_rx_fexit", "tcp_recvmsg"),
+            ],
+            Rung::Kprobe => &[
+                Hook::KProbe("flow_tx_kprobe", "tcp_sendmsg"),
+                Hook::KProbe("flow_tx_kretprobe", "tcp_sendmsg"),
+                Hook::KProbe("flow_rx_kprobe", "tcp_recvmsg"),
+                Hook::KProbe("flow_rx_kretprobe", "tcp_recvmsg"),
+            ],
+            Rung::Tracepoint => &[
+                Hook::TracePoint("flow_tx_tp", "sock", "sock_send_length"),
+                Hook::TracePoint("flow_rx_tp", "sock", "sock_recv_length"),
+            ],
+        }
+    }
+}
+
+impl fmt::Display for Rung {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Rung {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Rung::LADDER
+            .into_iter()
+            .find(|r| r.name() == s || (s == "fexit" && *r == Rung::Fentry))
+            .ok_or_else(|| format!("unknown rung `{s}` (expected fentry, kprobe or tracepoint)"))
+    }
+}
+
+/// Every rung also closes entries when a socket is destroyed.
+const LIFECYCLE: Hook = Hook::TracePoint("flow_destroy_tp", "tcp", "tcp_destroy_sock");
+
+#[derive(Clone, Copy, Debug)]
+enum Hook {
+    FExit(&'static str, &'static str),
+    KProbe(&'static str, &'static str),
+    TracePoint(&'static str, &'static str, &'static str),
+}
+
+impl Hook {
+    fn program(self) -> &'static str {
+        match self {
+            Hook::FExit(p, _) | Hook::KProbe(p, _) | Hook::TracePoint(p, _, _) => p,
+        }
+    }
+
+    fn attach(self, ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<()> {
+        let name = self.program();
+        let program = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
+        match self {
+            Hook::FExit(_, function) => {
+                let btf = btf.ok_or_else(|| anyhow!("no kernel BTF (/sys/kernel/btf/vmlinux)"))?;
+                let program: &mut FExit = program.try_into()?;
+                program.load(function, btf).map_err(explain)?;
+                program.attach()?;
+            }
+            Hook::KProbe(_, function) => {
+                let program: &mut KProbe = program.try_into()?;
+                program.load().map_err(explain)?;
+                program.attach(function, 0).map_err(explain)?;
+            }
+            Hook::TracePoint(_, category, event) => {
+                let program: &mut TracePoint = program.try_into()?;
+                program.load().map_err(explain)?;
+                program
+                    .attach(category, event)
+                    .map_err(explain)
+                    .with_context(|| format!("tracepoint {category}:{event}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches and unloads, so a refused rung leaves no program, link or fd behind.
+    fn release(self, ebpf: &mut Ebpf) {
+        let Some(program) = ebpf.program_mut(self.program()) else {
+            return;
+        };
+        let _ = match self {
+            Hook::FExit(..) => <&mut FExit>::try_from(program).map(|p| p.unload()),
+            Hook::KProbe(..) => <&mut KProbe>::try_from(program).map(|p| p.unload()),
+            Hook::TracePoint(..) => <&mut TracePoint>::try_from(program).map(|p| p.unload()),
+        };
+    }
+}
+
+/// Turns the kernel's bare errno into what it means for this tool.
+fn explain(err: ProgramError) -> anyhow::Error {
+    let text = format!("{:#}", anyhow::Error::from(err));
+    let hint = if text.contains("Operation not permitted") || text.contains("EPERM") {
+        " (denied by the kernel's policy or missing CAP_BPF/CAP_PERFMON)"
+    } else if text.contains("No such file or directory") {
+        " (not available in this kernel)"
+    } else {
+        ""
+    };
+    anyhow!("{text}{hint}")
+}
+
+/// Why a better rung was not used.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Refusal {
+    pub rung: Rung,
+    pub reason: String,
+}
+
+/// How to load the kernel program.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Capacity of the per-socket map (LRU: the coldest sockets are evicted beyond it).
+    pub map_entries: u32,
+    /// Use this rung or fail, instead of walking the ladder.
+    pub rung: Option<Rung>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            map_entries: DEFAULT_MAP_ENTRIES,
+            rung: None,
+        }
+    }
+}
+
+/// The loaded, attached kernel program. Dropping it detaches every hook and frees every map.
+pub struct KernelProgram {
+    pub(super) ebpf: Ebpf,
+    rung: Rung,
+    refused: Vec<Refusal>,
+    map_entries: u32,
+}
+
+impl KernelProgram {
+    /// Loads the object and attaches the first rung that works (or the forced one).
+    pub fn load(options: &LoadOptions) -> Result<KernelProgram> {
+        raise_memlock_limit();
+        ensure_tracefs();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::SOCKETS, options.map_entries.max(1))
+            .load(OBJECT)
+            .map_err(|err| {
+                let text = format!("{:#}", anyhow::Error::from(err));
+                if text.contains("Operation not permitted") {
+                    anyhow!(
+                        "loading the kernel program was refused: flow needs root or \
+                         CAP_BPF+CAP_PERFMON (or use --mode procfs)"
+                    )
+                } else {
+                    anyhow!("loading the kernel program failed: {text}")
+                }
+            })?;
+        let btf = Btf::from_sys_fs().ok();
+        LIFECYCLE
+            .attach(&mut ebpf, btf.as_ref())
+            .context("attaching the socket lifecycle hook")?;
+
+        let candidates: Vec<Rung> = match options.rung {
+            Some(rung) => vec![rung],
+            None => Rung::LADDER.to_vec(),
+        };
+        let mut refused = Vec::new();
+        for rung in candidates {
+            match attach_rung(&mut ebpf, rung, btf.as_ref()) {
+                Ok(()) => {
+                    return Ok(KernelProgram {
+                        ebpf,
+                        rung,
+                        refused,
+                        map_entries: options.map_entries.max(1),
+                    })
+                }
+                Err(err) => refused.push(Refusal {
+                    rung,
+                    reason: format!("{err:#}"),
+                }),
+            }
+        }
+        let reasons: Vec<String> = refused
+            .iter()
+            .map(|r| format!("{}: {}", r.rung, r.reason))
+            .collect();
+        Err(anyhow!(
+            "no rung of hooks could attach on this kernel ({})",
+            reasons.join("; ")
+        ))
+    }
+
+    /// The rung that is counting.
+    pub fn rung(&self) -> Rung {
+        self.rung
+    }
+
+    /// Better rungs that were tried and refused, with the kernel's reason.
+    pub fn refused(&self) -> &[Refusal] {
+        &self.refused
+    }
+
+    /// Capacity of the per-socket map.
+    pub fn map_entries(&self) -> u32 {
+        self.map_entries
+    }
+
+    /// One line for users: which rung runs and why the better ones did not.
+    pub fn describe(&self) -> String {
+        let mut line = format!("attached the {} rung", self.rung);
+        for refusal in &self.refused {
+            line.push_str(&format!("; {} refused: {}", refusal.rung, refusal.reason));
+        }
+        line
+    }
+}
+
+fn attach_rung(ebpf: &mut Ebpf, rung: Rung, btf: Option<&Btf>) -> Result<()> {
+    for (index, hook) in rung.hooks().iter().enumerate() {
+        if let Err(err) = hook.attach(ebpf, btf) {
+            for attached in &rung.hooks()[..=index] {
+                attached.release(ebpf);
+            }
+            return Err(err).with_context(|| format!("{} ({})", hook.program(), rung));
+        }
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones to the memory cgroup, so
+/// failing to raise it is only worth a debug line.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        log::debug!("could not raise RLIMIT_MEMLOCK; relying on memcg accounting (Linux 5.11+)");
+    }
+}
+
+/// Tracepoints are found through tracefs, which a fresh boot may not have mounted.
+fn ensure_tracefs() {
+    let mounted = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    if mounted {
+        return;
+    }
+    // SAFETY: static NUL-terminated strings; failure is reported by the tracepoint attach.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        log::debug!("tracefs is not mounted and mounting it failed");
+    } else {
+        log::info!("mounted tracefs at /sys/kernel/tracing");
+    }
+}

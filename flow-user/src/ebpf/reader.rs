@@ -1,0 +1,77 @@
+//! Reading the kernel program's maps: per-socket counters and its own event counters.
+
+use anyhow::{anyhow, Result};
+use aya::maps::{Array, HashMap, MapData};
+use flow_common::{maps, stat, SockCounters, SockKey};
+
+use super::KernelProgram;
+
+/// The kernel program's own health counters, since it was loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelStats {
+    /// Entries created in the socket map.
+    pub inserts: u64,
+    /// Entries deleted because their socket was destroyed (final counters sent to userspace).
+    pub closes: u64,
+    /// Close events lost because the ring buffer was full.
+    pub close_drops: u64,
+    /// Sockets that could not get an entry (their bytes were not counted).
+    pub insert_failures: u64,
+    /// Kprobe rung: calls whose socket could not be remembered until the return probe.
+    pub inflight_drops: u64,
+}
+
+impl KernelStats {
+    /// Entries the LRU map dropped to make room: created, not closed, not live any more.
+    pub fn evictions(&self, live_entries: u64) -> u64 {
+        self.inserts
+            .saturating_sub(self.closes)
+            .saturating_sub(live_entries)
+    }
+}
+
+impl KernelProgram {
+    /// Every socket entry now in the map.
+    pub fn sockets(&self) -> Result<Vec<(SockKey, SockCounters)>> {
+        let map = self
+            .ebpf
+            .map(maps::SOCKETS)
+            .ok_or_else(|| anyhow!("map {} missing", maps::SOCKETS))?;
+        let map: HashMap<&MapData, SockKey, SockCounters> = HashMap::try_from(map)?;
+        // An entry deleted between "next key" and "lookup" is simply gone: skip it.
+        Ok(map.iter().filter_map(Result::ok).collect())
+    }
+
+    /// The kernel program's event counters.
+    pub fn stats(&self) -> Result<KernelStats> {
+        let map = self
+            .ebpf
+            .map(maps::STATS)
+            .ok_or_else(|| anyhow!("map {} missing", maps::STATS))?;
+        let array: Array<&MapData, u64> = Array::try_from(map)?;
+        let read = |index: u32| array.get(&index, 0).unwrap_or(0);
+        Ok(KernelStats {
+            inserts: read(stat::INSERTS),
+            closes: read(stat::CLOSES),
+            close_drops: read(stat::CLOSE_DROPS),
+            insert_failures: read(stat::INSERT_FAILURES),
+            inflight_drops: read(stat::INFLIGHT_DROPS),
+        })
+    }
+}
+
+/// The kernel's tuple as `(local, remote)` socket addresses; `None` if it could not be read.
+pub fn tuple_addrs(tuple: &flow_common::SockTuple) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let ip = |bytes: &[u8; 16]| -> Option<IpAddr> {
+        match tuple.family {
+            flow_common::AF_INET => Some(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()),
+            flow_common::AF_INET6 => Some(Ipv6Addr::from(*bytes).into()),
+            _ => None,
+        }
+    };
+    Some((
+        SocketAddr::new(ip(&tuple.local_addr)?, tuple.local_port),
+        SocketAddr::new(ip(&tuple.remote_addr)?, tuple.remote_port),
+    ))
+}

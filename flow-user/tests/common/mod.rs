@@ -1,0 +1,114 @@
+//! Shared by the tests that load the kernel program: privilege gate and loopback traffic.
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    thread,
+    time::{Duration, Instant},
+};
+
+use flow_user::ebpf::{ClosedEvents, KernelProgram, LoadOptions};
+
+/// Loads the kernel program. Without root it cannot: under CI that is a failure, elsewhere the
+/// test says loudly that it did not run.
+pub fn load(options: &LoadOptions) -> Option<KernelProgram> {
+    if unsafe { libc::geteuid() } != 0 && std::env::var_os("CI").is_none() {
+        eprintln!("NOT RUN: this test loads the kernel program and needs root (CI runs it)");
+        return None;
+    }
+    match KernelProgram::load(options) {
+        Ok(program) => Some(program),
+        Err(err) => panic!("the kernel program must load here: {err:#}"),
+    }
+}
+
+/// Both ends of one loopback connection.
+pub struct Pair {
+    pub client: TcpStream,
+    pub server: TcpStream,
+}
+
+impl Pair {
+    pub fn open(listener: &TcpListener) -> Pair {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        Pair { client, server }
+    }
+
+    pub fn client_addrs(&self) -> (SocketAddr, SocketAddr) {
+        (
+            self.client.local_addr().unwrap(),
+            self.client.peer_addr().unwrap(),
+        )
+    }
+
+    pub fn server_addrs(&self) -> (SocketAddr, SocketAddr) {
+        (
+            self.server.local_addr().unwrap(),
+            self.server.peer_addr().unwrap(),
+        )
+    }
+}
+
+/// Writes `sizes` (one `write_all` each) from `from` while `to` reads them all, peeking before
+/// every read so `MSG_PEEK` traffic is in the mix. Returns the byte total.
+pub fn transfer(from: &TcpStream, to: &TcpStream, sizes: &[usize]) -> u64 {
+    let total: usize = sizes.iter().sum();
+    let mut writer = from.try_clone().unwrap();
+    let sizes = sizes.to_vec();
+    let sender = thread::spawn(move || {
+        for size in sizes {
+            let chunk = vec![0x5a_u8; size];
+            writer.write_all(&chunk).unwrap();
+        }
+    });
+    let mut reader = to.try_clone().unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0;
+    while got < total {
+        peek(&reader, 32);
+        let want = (total - got).min(buf.len());
+        let n = reader.read(&mut buf[..want]).unwrap();
+        assert!(n > 0, "peer closed early");
+        got += n;
+    }
+    sender.join().unwrap();
+    total as u64
+}
+
+/// A `recv(MSG_PEEK)` of up to `len` bytes: must not count as received.
+pub fn peek(stream: &TcpStream, len: usize) -> isize {
+    let mut buf = vec![0u8; len];
+    unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            len,
+            libc::MSG_PEEK,
+        )
+    }
+}
+
+/// Collects close events until `done` says enough, or `limit` passes.
+pub fn collect_closed(
+    events: &ClosedEvents,
+    limit: Duration,
+    mut done: impl FnMut(&[flow_common::SockClosed]) -> bool,
+) -> Vec<flow_common::SockClosed> {
+    let start = Instant::now();
+    let mut all = Vec::new();
+    loop {
+        all.extend(events.take());
+        if done(&all) || start.elapsed() > limit {
+            return all;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The tuple the kernel recorded, as socket addresses.
+pub fn tuple_addrs(tuple: &flow_common::SockTuple) -> Option<(SocketAddr, SocketAddr)> {
+    flow_user::ebpf::tuple_addrs(tuple)
+}
