@@ -1,1 +1,67 @@
-fn main() {}
+//! `cargo xtask`: every build step of flow, including the nightly/bpf-linker one.
+//!
+//! Each subcommand lives in its own file; `util` holds the process and path helpers they share.
+
+mod build;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run and test flow"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what the eBPF build needs (rust-src, bpf-linker) and mount tracefs. Idempotent.
+    Setup,
+    /// Build the kernel programs (nightly, bpfel-unknown-none) and print the object's path.
+    BuildEbpf,
+    /// Build the kernel programs, then the `flow` binary that embeds them.
+    Build {
+        /// Build `flow` with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run `flow` (as root: directly, otherwise through `sudo -E`).
+    Run {
+        /// Build `flow` with the release profile.
+        #[arg(long)]
+        release: bool,
+        /// Arguments for `flow`, e.g. `cargo xtask run -- top --once`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build the kernel programs, then run every test step (kernel tests run as root).
+    Test {
+        /// Extra arguments for `cargo test`, e.g. `cargo xtask test -- -p flow-user -- --nocapture`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::setup(),
+        Command::BuildEbpf => build::build_ebpf().map(|_| ()),
+        Command::Build { release } => build::build(release).map(|_| ()),
+        Command::Run { release, args } => run::run(release, &args),
+        Command::Test { args } => test::test(args),
+    };
+    if let Err(err) = result {
+        // One line, the whole context chain, no backtrace.
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
