@@ -4,9 +4,9 @@ use std::{env, fs, path::PathBuf};
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let object = env::var_os("FLOW_EBPF_OBJECT").map(PathBuf::from).unwrap_or_else(|| {
-        manifest.join("../flow-ebpf/target/bpfel-unknown-none/release/flow")
-    });
+    let object = env::var_os("FLOW_EBPF_OBJECT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../flow-ebpf/target/bpfel-unknown-none/release/flow"));
     println!("cargo:rerun-if-env-changed=FLOW_EBPF_OBJECT");
     println!("cargo:rerun-if-changed={}", object.display());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("flow.bpf.o");

@@ -110,25 +110,26 @@ fn read_tuple(sk: SockKey) -> SockTuple {
     tuple
 }
 
-/// The socket is gone: hand its final counters to userspace and forget it.
+/// The socket is gone: forget it and hand its final counters to userspace.
 #[inline(always)]
 pub fn close(sk: SockKey) {
     let Some(entry) = SOCKETS.get_ptr(&sk) else {
         return;
     };
+    // SAFETY: `entry` comes from a successful lookup.
+    let counters = unsafe { *entry };
+    // Delete before publishing: userspace takes close events before it reads the map, so a
+    // socket is never seen both live and closed.
+    if SOCKETS.remove(&sk).is_err() {
+        return;
+    }
+    bump(stat::CLOSES);
     match CLOSED.reserve::<SockClosed>(0) {
         Some(mut slot) => {
-            // SAFETY: `entry` comes from a successful lookup.
-            slot.write(SockClosed {
-                sock: sk,
-                counters: unsafe { *entry },
-            });
+            slot.write(SockClosed { sock: sk, counters });
             slot.submit(0);
         }
         None => bump(stat::CLOSE_DROPS),
-    }
-    if SOCKETS.remove(&sk).is_ok() {
-        bump(stat::CLOSES);
     }
 }
 

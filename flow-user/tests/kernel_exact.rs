@@ -41,7 +41,10 @@ fn exact_on(bind: &str) {
     let (client_addrs, server_addrs) = (pair.client_addrs(), pair.server_addrs());
     drop(pair);
     let events = collect_closed(&closed, Duration::from_secs(5), |all| {
-        let ours = |a| all.iter().any(|e| tuple_addrs(&e.counters.tuple) == Some(a));
+        let ours = |a| {
+            all.iter()
+                .any(|e| tuple_addrs(&e.counters.tuple) == Some(a))
+        };
         ours(client_addrs) && ours(server_addrs)
     });
     let final_of = |addrs| {
@@ -52,17 +55,23 @@ fn exact_on(bind: &str) {
             .unwrap_or_else(|| panic!("no close event for {addrs:?}"))
     };
     assert_eq!(
-        (final_of(client_addrs).tx_bytes, final_of(client_addrs).rx_bytes),
+        (
+            final_of(client_addrs).tx_bytes,
+            final_of(client_addrs).rx_bytes
+        ),
         (up, down)
     );
     assert_eq!(
-        (final_of(server_addrs).tx_bytes, final_of(server_addrs).rx_bytes),
+        (
+            final_of(server_addrs).tx_bytes,
+            final_of(server_addrs).rx_bytes
+        ),
         (down, up)
     );
     let left = program.sockets().unwrap();
-    assert!(!left
-        .iter()
-        .any(|(_, c)| matches!(tuple_addrs(&c.tuple), Some(a) if a == client_addrs || a == server_addrs)));
+    assert!(!left.iter().any(
+        |(_, c)| matches!(tuple_addrs(&c.tuple), Some(a) if a == client_addrs || a == server_addrs)
+    ));
 }
 
 #[test]

@@ -133,7 +133,8 @@ impl Hook {
 
 /// Turns the kernel's bare errno into what it means for this tool.
 fn explain(err: ProgramError) -> anyhow::Error {
-    let text = format!("{:#}", anyhow::Error::from(err));
+    // An empty verifier log adds nothing but noise to a refusal reason.
+    let text = format!("{:#}", anyhow::Error::from(err)).replace(". Verifier output: : ", ": ");
     let hint = if text.contains("Operation not permitted") || text.contains("EPERM") {
         " (denied by the kernel's policy or missing CAP_BPF/CAP_PERFMON)"
     } else if text.contains("No such file or directory") {
@@ -284,9 +285,12 @@ fn raise_memlock_limit() {
 
 /// Tracepoints are found through tracefs, which a fresh boot may not have mounted.
 fn ensure_tracefs() {
-    let mounted = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
-        .iter()
-        .any(|p| Path::new(p).exists());
+    let mounted = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
     if mounted {
         return;
     }

@@ -61,11 +61,15 @@ impl KernelProgram {
 }
 
 /// The kernel's tuple as `(local, remote)` socket addresses; `None` if it could not be read.
-pub fn tuple_addrs(tuple: &flow_common::SockTuple) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+pub fn tuple_addrs(
+    tuple: &flow_common::SockTuple,
+) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
     let ip = |bytes: &[u8; 16]| -> Option<IpAddr> {
         match tuple.family {
-            flow_common::AF_INET => Some(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()),
+            flow_common::AF_INET => {
+                Some(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into())
+            }
             flow_common::AF_INET6 => Some(Ipv6Addr::from(*bytes).into()),
             _ => None,
         }

@@ -1,0 +1,105 @@
+//! Arguments of every command (clap derive).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use flow_common::DEFAULT_MAP_ENTRIES;
+
+use crate::{ebpf::Rung, model::Protocol, monitor::ModeChoice};
+
+/// Kernel-assisted per-connection TCP bandwidth monitor.
+#[derive(Debug, Parser)]
+#[command(name = "flow", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// auto: eBPF when the kernel program loads, procfs otherwise.
+    #[arg(
+        long,
+        global = true,
+        default_value = "auto",
+        value_name = "auto|ebpf|procfs"
+    )]
+    pub mode: ModeChoice,
+    /// Use this rung of hooks instead of the best one that attaches.
+    #[arg(long, global = true, value_name = "fentry|kprobe|tracepoint")]
+    pub rung: Option<Rung>,
+    /// Capacity of the kernel's per-socket map (least recently used sockets are evicted beyond).
+    #[arg(long, global = true, default_value_t = DEFAULT_MAP_ENTRIES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub map_entries: u32,
+    /// More diagnostics on stderr; includes the kernel program's log lines.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct Filters {
+    /// Only connections owned by (or last moved by) this process.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Only connections with this port at either end.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Only connections of this protocol (HTTP, HTTPS, SSH, FTP, SMTP, DNS, UNKNOWN).
+    #[arg(long)]
+    pub protocol: Option<Protocol>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bandwidth of every connection over one window.
+    Bandwidth {
+        /// How long to measure (e.g. 500ms, 1s, 1m).
+        #[arg(long, default_value = "1s", value_parser = parse_window)]
+        window: Duration,
+        #[command(flatten)]
+        filters: Filters,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Socket statistics: queues, inode, byte and segment counters.
+    Stats {
+        /// Only the socket with this inode (0: all).
+        #[arg(long, default_value_t = 0)]
+        inode: u64,
+        #[command(flatten)]
+        filters: Filters,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Collect bandwidth samples every interval over a window, then print each connection's.
+    History {
+        #[arg(long, default_value = "30s", value_parser = parse_window)]
+        window: Duration,
+        #[arg(long, default_value = "1s", value_parser = parse_window)]
+        interval: Duration,
+        #[command(flatten)]
+        filters: Filters,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live connections with protocol and owner.
+    Connections {
+        #[command(flatten)]
+        filters: Filters,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A positive duration such as `500ms`, `1s` or `2m`.
+fn parse_window(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration such as 500ms, 1s or 2m ({e})"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(duration)
+}

@@ -1,0 +1,212 @@
+//! The monitor: one observer plus one tracker, and the documented API on top of them.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::{
+    ebpf::LoadOptions,
+    model::{
+        ConnectionBandwidth, ConnectionHistory, ConnectionStateSnapshot, NetConnection, SocketStats,
+    },
+    observe::{EbpfObserver, Health, Mode, Observation, Observer, ProcfsObserver},
+    tracker::{HistoryLimits, Tracker},
+};
+
+/// The window `connection_bandwidth(Duration::ZERO)` uses on its first call, when there is no
+/// previous observation to measure from.
+pub const FIRST_CALL_WINDOW: Duration = Duration::from_secs(1);
+
+/// Which mode to run in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModeChoice {
+    /// eBPF when the kernel program loads, procfs otherwise.
+    #[default]
+    Auto,
+    Ebpf,
+    Procfs,
+}
+
+impl std::str::FromStr for ModeChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ModeChoice::Auto),
+            "ebpf" => Ok(ModeChoice::Ebpf),
+            "procfs" => Ok(ModeChoice::Procfs),
+            _ => Err(format!(
+                "unknown mode `{s}` (expected auto, ebpf or procfs)"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MonitorOptions {
+    pub mode: ModeChoice,
+    pub load: LoadOptions,
+    /// Forward the kernel program's log lines to the `log` crate.
+    pub kernel_log: bool,
+    pub history: HistoryLimits,
+}
+
+/// Waits between two observations; an error (e.g. an interrupt) ends the measurement.
+pub type Sleeper = Box<dyn FnMut(Duration) -> Result<()> + Send>;
+
+/// Owns the OS-facing observer and the tracking state.
+pub struct Monitor {
+    observer: Box<dyn Observer>,
+    tracker: Tracker,
+    health: Health,
+    sleep: Sleeper,
+}
+
+impl Monitor {
+    /// Opens the monitor in the requested mode. In `Auto`, a kernel program that cannot load
+    /// means procfs mode, and [`Monitor::describe`] says why.
+    pub fn open(options: &MonitorOptions) -> Result<Monitor> {
+        let observer: Box<dyn Observer> = match options.mode {
+            ModeChoice::Ebpf => Box::new(EbpfObserver::start(&options.load, options.kernel_log)?),
+            ModeChoice::Procfs => Box::new(ProcfsObserver::new("requested with --mode procfs")),
+            ModeChoice::Auto => match EbpfObserver::start(&options.load, options.kernel_log) {
+                Ok(observer) => Box::new(observer),
+                Err(err) => Box::new(ProcfsObserver::new(format!(
+                    "the kernel program is unavailable ({err:#})"
+                ))),
+            },
+        };
+        Ok(Monitor::with_observer(observer, options.history))
+    }
+
+    /// A monitor over any observer (recordings in tests).
+    pub fn with_observer(observer: Box<dyn Observer>, limits: HistoryLimits) -> Monitor {
+        Monitor {
+            observer,
+            tracker: Tracker::new(limits),
+            health: Health::default(),
+            sleep: Box::new(|d| {
+                std::thread::sleep(d);
+                Ok(())
+            }),
+        }
+    }
+
+    /// Replaces how the monitor waits (the CLI makes waits interruptible; tests skip them).
+    pub fn set_sleeper(&mut self, sleep: Sleeper) {
+        self.sleep = sleep;
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.observer.mode()
+    }
+
+    /// One line: the mode, the rung, and why.
+    pub fn describe(&self) -> String {
+        self.observer.describe()
+    }
+
+    /// The monitor's health as of the last observation.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Observes now, without recording.
+    pub fn observe(&mut self) -> Result<Observation> {
+        let observation = self.observer.observe()?;
+        self.health = observation.health.clone();
+        Ok(observation)
+    }
+
+    /// Observes and records one step: the bandwidth since the previous step (empty on the first).
+    pub fn step(&mut self) -> Result<Vec<ConnectionBandwidth>> {
+        let observation = self.observe()?;
+        Ok(self.tracker.record(&observation))
+    }
+
+    /// Bandwidth of every connection (the seed's `connectionBandwidth`). With a window: observe,
+    /// wait `window`, observe. With `Duration::ZERO`: the rate since the previous call (the first
+    /// call measures over [`FIRST_CALL_WINDOW`]).
+    pub fn connection_bandwidth(&mut self, window: Duration) -> Result<Vec<ConnectionBandwidth>> {
+        if !window.is_zero() || !self.tracker.initialized() {
+            let wait = if window.is_zero() {
+                FIRST_CALL_WINDOW
+            } else {
+                window
+            };
+            self.tracker.reset_baseline();
+            self.step()?;
+            (self.sleep)(wait)?;
+        }
+        self.step()
+    }
+
+    /// The counters of every connection now (the seed's `takeSnapshot`).
+    pub fn take_snapshot(&mut self) -> Result<Vec<ConnectionStateSnapshot>> {
+        let observation = self.observe()?;
+        Ok(Tracker::take_snapshot(&observation))
+    }
+
+    /// Samples kept for each connection within `window` (zero: all kept), oldest first (the
+    /// seed's `getConnectionHistory`). Samples come from [`Monitor::step`] and
+    /// [`Monitor::connection_bandwidth`].
+    pub fn connection_history(&self, window: Duration) -> Vec<ConnectionHistory> {
+        self.tracker.history(window)
+    }
+
+    /// Collects history: one step every `interval` until `window` is covered.
+    pub fn collect_history(
+        &mut self,
+        window: Duration,
+        interval: Duration,
+    ) -> Result<Vec<ConnectionHistory>> {
+        let steps = (window.as_nanos() / interval.as_nanos().max(1)).max(1) as u32;
+        self.tracker.reset_baseline();
+        self.step()?;
+        for _ in 0..steps {
+            (self.sleep)(interval)?;
+            self.step()?;
+        }
+        Ok(self.connection_history(window))
+    }
+
+    /// Forgets all snapshots and history (the seed's `resetConnectionTracking`).
+    pub fn reset_connection_tracking(&mut self) {
+        self.tracker.reset();
+    }
+
+    /// Socket statistics of every connection, or of the one socket with this inode (the seed's
+    /// `readSocketStatsLinux`; `None` or `Some(0)` mean all).
+    pub fn read_socket_stats(&mut self, inode: Option<u64>) -> Result<Vec<SocketStats>> {
+        let observation = self.observe()?;
+        let wanted = inode.filter(|i| *i != 0);
+        Ok(observation
+            .sockets
+            .into_iter()
+            .filter(|s| wanted.is_none_or(|i| s.connection.inode == i))
+            .map(|s| SocketStats {
+                rx_queue: s.rx_queue,
+                tx_queue: s.tx_queue,
+                inode: s.connection.inode,
+                rx_bytes: s.counters.rx_bytes,
+                tx_bytes: s.counters.tx_bytes,
+                rx_packets: s.counters.rx_packets,
+                tx_packets: s.counters.tx_packets,
+                connection: s.connection,
+            })
+            .collect())
+    }
+
+    /// Every live connection now.
+    pub fn connections(&mut self) -> Result<Vec<NetConnection>> {
+        let observation = self.observe()?;
+        Ok(observation
+            .sockets
+            .into_iter()
+            .map(|s| s.connection)
+            .collect())
+    }
+}

@@ -1,0 +1,302 @@
+//! eBPF mode: byte counts from the kernel program, joined by 4-tuple with `/proc/net/tcp{,6}`
+//! (state, inode, uid, queues), socket owners and sock_diag segment counters.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use flow_common::{SockCounters, SockKey};
+
+use super::{ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer};
+use crate::{
+    ebpf::{tuple_addrs, ClosedEvents, KernelProgram, LoadOptions},
+    id::kernel_generation,
+    model::{Counters, TcpState},
+    procfs::{dump_tcp_info, read_tcp_tables, Owner, OwnerCache, TcpInfoRow, TcpRow},
+};
+
+/// How long the identity learned for a socket outlives its last sighting, waiting for its close
+/// event (which the drain thread normally delivers within one poll).
+const IDENTITY_GRACE: Duration = Duration::from_secs(10);
+
+type Addrs = (SocketAddr, SocketAddr);
+
+/// A kernel map entry is one socket generation: its address plus its first-activity time.
+type KernelIdentity = (SockKey, u64);
+
+/// What was learned about a socket while it was alive, so its close event keeps its id and owner.
+struct Known {
+    generation: u64,
+    inode: u64,
+    uid: Option<u32>,
+    owner: Option<Owner>,
+    cookie: Option<u64>,
+    packets: (u64, u64),
+    last_seen: Instant,
+}
+
+pub struct EbpfObserver {
+    program: KernelProgram,
+    closed: ClosedEvents,
+    owners: OwnerCache,
+    proc_root: PathBuf,
+    known: HashMap<KernelIdentity, Known>,
+}
+
+impl EbpfObserver {
+    /// Loads and attaches the kernel program. `kernel_log` forwards its log lines (`-v`).
+    pub fn start(options: &LoadOptions, kernel_log: bool) -> Result<EbpfObserver> {
+        let mut program = KernelProgram::load(options)?;
+        let closed = ClosedEvents::start(&mut program, kernel_log)?;
+        let proc_root = PathBuf::from("/proc");
+        Ok(EbpfObserver {
+            program,
+            closed,
+            owners: OwnerCache::new(proc_root.clone()),
+            proc_root,
+            known: HashMap::new(),
+        })
+    }
+
+    pub fn program(&self) -> &KernelProgram {
+        &self.program
+    }
+}
+
+impl Observer for EbpfObserver {
+    fn observe(&mut self) -> Result<Observation> {
+        // Close events first, then the map: the kernel deletes an entry before it publishes the
+        // close event, so no socket can show up both live and closed.
+        let closed_events = self.closed.take();
+        let entries = self.program.sockets()?;
+        let at = Instant::now();
+        let tables = read_tcp_tables(&self.proc_root)?;
+        let rows: HashMap<Addrs, &TcpRow> = index_rows(&tables.rows);
+        let diag: HashMap<Addrs, TcpInfoRow> = dump_tcp_info()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| ((row.local, row.remote), row))
+            .collect();
+        let owners = self
+            .owners
+            .resolve(rows.values().map(|r| r.inode).filter(|i| *i != 0));
+
+        let mut sockets = Vec::with_capacity(rows.len());
+        let mut counted: std::collections::HashSet<Addrs> = Default::default();
+        for (sock, counters) in &entries {
+            let Some(addrs) = tuple_addrs(&counters.tuple) else {
+                continue;
+            };
+            counted.insert(addrs);
+            let row = rows.get(&addrs).copied();
+            let known = self.remember((*sock, counters.first_ns), row, &owners, &diag, addrs, at);
+            sockets.push(live_socket(addrs, counters, row, known));
+        }
+        // Sockets that have not moved a byte since the program was loaded.
+        for (addrs, row) in &rows {
+            if row.inode == 0 || row.state == TcpState::Listen || counted.contains(addrs) {
+                continue;
+            }
+            let packets = diag.get(addrs).map(|d| (d.segs_out, d.segs_in));
+            let owner = owners.get(&row.inode);
+            sockets.push(ObservedSocket {
+                connection: ConnectionParts {
+                    local: addrs.0,
+                    remote: addrs.1,
+                    state: row.state,
+                    inode: row.inode,
+                    uid: Some(row.uid),
+                    pid: owner.map(|o| o.pid),
+                    process: owner.map(|o| o.process.clone()),
+                    cookie: diag.get(addrs).map(|d| d.cookie),
+                    generation: row.inode,
+                    active: true,
+                }
+                .build(),
+                counters: Counters {
+                    tx_packets: packets.map_or(0, |p| p.0),
+                    rx_packets: packets.map_or(0, |p| p.1),
+                    ..Counters::default()
+                },
+                rx_queue: row.rx_queue,
+                tx_queue: row.tx_queue,
+            });
+        }
+
+        let closed = closed_events
+            .iter()
+            .filter_map(|event| {
+                let addrs = tuple_addrs(&event.counters.tuple)?;
+                let known = self.known.remove(&(event.sock, event.counters.first_ns));
+                Some(closed_socket(event.sock, addrs, &event.counters, known))
+            })
+            .collect();
+        self.known
+            .retain(|_, k| at.duration_since(k.last_seen) < IDENTITY_GRACE);
+
+        let stats = self.program.stats()?;
+        let live = entries.len() as u64;
+        Ok(Observation {
+            at,
+            sockets,
+            closed,
+            health: Health {
+                mode: Some(Mode::Ebpf),
+                rung: Some(self.program.rung()),
+                map_entries: live,
+                map_capacity: u64::from(self.program.map_entries()),
+                evictions: stats.evictions(live),
+                close_drops: stats.close_drops + self.closed.dropped(),
+                insert_failures: stats.insert_failures + stats.inflight_drops,
+                malformed_lines: tables.malformed.len() as u64,
+                unreadable_processes: self.owners.unreadable_processes() as u64,
+            },
+        })
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::Ebpf
+    }
+
+    fn describe(&self) -> String {
+        format!("mode ebpf: {}", self.program.describe())
+    }
+}
+
+impl EbpfObserver {
+    /// Updates and returns what is known about a live kernel entry.
+    fn remember(
+        &mut self,
+        identity: KernelIdentity,
+        row: Option<&TcpRow>,
+        owners: &HashMap<u64, Owner>,
+        diag: &HashMap<Addrs, TcpInfoRow>,
+        addrs: Addrs,
+        now: Instant,
+    ) -> &Known {
+        let known = self.known.entry(identity).or_insert_with(|| Known {
+            generation: row
+                .map(|r| r.inode)
+                .filter(|i| *i != 0)
+                .unwrap_or_else(|| kernel_generation(identity.0, identity.1)),
+            inode: 0,
+            uid: None,
+            owner: None,
+            cookie: None,
+            packets: (0, 0),
+            last_seen: now,
+        });
+        known.last_seen = now;
+        if let Some(row) = row.filter(|r| r.inode != 0) {
+            known.inode = row.inode;
+            known.uid = Some(row.uid);
+            if let Some(owner) = owners.get(&row.inode) {
+                known.owner = Some(owner.clone());
+            }
+        }
+        if let Some(d) = diag.get(&addrs) {
+            known.packets = (d.segs_out, d.segs_in);
+            known.cookie = Some(d.cookie);
+        }
+        known
+    }
+}
+
+/// A socket's `/proc` row per 4-tuple; a live socket wins over a TIME_WAIT remnant (inode 0).
+fn index_rows(rows: &[TcpRow]) -> HashMap<Addrs, &TcpRow> {
+    let mut index: HashMap<Addrs, &TcpRow> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let slot = index.entry((row.local, row.remote)).or_insert(row);
+        if slot.inode == 0 {
+            *slot = row;
+        }
+    }
+    index
+}
+
+fn live_socket(
+    addrs: Addrs,
+    counters: &SockCounters,
+    row: Option<&TcpRow>,
+    known: &Known,
+) -> ObservedSocket {
+    let (pid, process) = owner_or_mover(known.owner.as_ref(), counters);
+    ObservedSocket {
+        connection: ConnectionParts {
+            local: addrs.0,
+            remote: addrs.1,
+            state: row.map_or(TcpState::Established, |r| r.state),
+            inode: known.inode,
+            uid: known.uid,
+            pid,
+            process,
+            cookie: known.cookie,
+            generation: known.generation,
+            active: true,
+        }
+        .build(),
+        counters: kernel_counters(counters, known.packets),
+        rx_queue: row.map_or(0, |r| r.rx_queue),
+        tx_queue: row.map_or(0, |r| r.tx_queue),
+    }
+}
+
+fn closed_socket(
+    sock: SockKey,
+    addrs: Addrs,
+    counters: &SockCounters,
+    known: Option<Known>,
+) -> ObservedSocket {
+    let generation = known.as_ref().map_or_else(
+        || kernel_generation(sock, counters.first_ns),
+        |k| k.generation,
+    );
+    let (pid, process) = owner_or_mover(known.as_ref().and_then(|k| k.owner.as_ref()), counters);
+    ObservedSocket {
+        connection: ConnectionParts {
+            local: addrs.0,
+            remote: addrs.1,
+            state: TcpState::Close,
+            inode: known.as_ref().map_or(0, |k| k.inode),
+            uid: known.as_ref().and_then(|k| k.uid),
+            pid,
+            process,
+            cookie: known.as_ref().and_then(|k| k.cookie),
+            generation,
+            active: false,
+        }
+        .build(),
+        counters: kernel_counters(counters, known.map_or((0, 0), |k| k.packets)),
+        rx_queue: 0,
+        tx_queue: 0,
+    }
+}
+
+/// The socket's owner from `/proc/<pid>/fd`, else the task the kernel saw moving its data.
+fn owner_or_mover(owner: Option<&Owner>, counters: &SockCounters) -> (Option<u32>, Option<String>) {
+    if let Some(owner) = owner {
+        return (Some(owner.pid), Some(owner.process.clone()));
+    }
+    if counters.pid_tgid == 0 {
+        return (None, None);
+    }
+    let comm = &counters.comm;
+    let len = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
+    (
+        Some((counters.pid_tgid >> 32) as u32),
+        Some(String::from_utf8_lossy(&comm[..len]).into_owned()),
+    )
+}
+
+fn kernel_counters(counters: &SockCounters, (tx_packets, rx_packets): (u64, u64)) -> Counters {
+    Counters {
+        tx_bytes: counters.tx_bytes,
+        rx_bytes: counters.rx_bytes,
+        tx_packets,
+        rx_packets,
+    }
+}

@@ -1,0 +1,121 @@
+//! The seam between the OS and the pipeline: an [`Observer`] turns kernel maps, procfs and
+//! netlink into plain [`Observation`]s; everything downstream (tracker, views, output) is pure
+//! and tested with recorded observations.
+
+mod ebpf;
+mod procfs;
+mod replay;
+
+use std::{net::SocketAddr, time::Instant};
+
+use serde::Serialize;
+
+pub use self::ebpf::EbpfObserver;
+pub use self::procfs::ProcfsObserver;
+use crate::{
+    ebpf::Rung,
+    id::id_for,
+    model::{Counters, NetConnection, TcpState},
+    protocol::protocol_by_ports,
+};
+pub use replay::Replay;
+
+/// Where the counters come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The kernel program counts every byte as it moves.
+    Ebpf,
+    /// `/proc/net/tcp` and sock_diag `tcp_info`: no privileges needed.
+    Procfs,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Ebpf => "ebpf",
+            Mode::Procfs => "procfs",
+        }
+    }
+}
+
+/// One socket at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedSocket {
+    pub connection: NetConnection,
+    pub counters: Counters,
+    pub rx_queue: u64,
+    pub tx_queue: u64,
+}
+
+/// Everything an observer saw at one instant.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    pub at: Instant,
+    /// Sockets alive now (listening sockets excluded).
+    pub sockets: Vec<ObservedSocket>,
+    /// Sockets destroyed since the previous observation, with their final counters.
+    pub closed: Vec<ObservedSocket>,
+    pub health: Health,
+}
+
+/// The monitor's own state: what it runs on and what it lost. Nothing is dropped silently.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Health {
+    pub mode: Option<Mode>,
+    pub rung: Option<Rung>,
+    /// Entries in the kernel's socket map now, and its capacity.
+    pub map_entries: u64,
+    pub map_capacity: u64,
+    /// Sockets the LRU map evicted to make room (their counting restarted).
+    pub evictions: u64,
+    /// Close events lost (ring buffer full, or not read in time).
+    pub close_drops: u64,
+    /// Sockets the kernel program could not track at all.
+    pub insert_failures: u64,
+    /// Lines of `/proc/net/tcp{,6}` that could not be parsed.
+    pub malformed_lines: u64,
+    /// Processes whose sockets could not be attributed (their `/proc/<pid>/fd` is unreadable).
+    pub unreadable_processes: u64,
+}
+
+/// A source of observations.
+pub trait Observer: Send {
+    fn observe(&mut self) -> anyhow::Result<Observation>;
+    fn mode(&self) -> Mode;
+    /// One line: which mode, which rung, and why.
+    fn describe(&self) -> String;
+}
+
+/// The fields of a connection that observers fill in; the id and protocol follow from them.
+pub(crate) struct ConnectionParts {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: TcpState,
+    pub inode: u64,
+    pub uid: Option<u32>,
+    pub pid: Option<u32>,
+    pub process: Option<String>,
+    pub cookie: Option<u64>,
+    pub generation: u64,
+    pub active: bool,
+}
+
+impl ConnectionParts {
+    pub fn build(self) -> NetConnection {
+        NetConnection {
+            id: id_for(self.local, self.remote, self.generation),
+            protocol: protocol_by_ports(self.remote.port(), self.local.port()),
+            local: self.local,
+            remote: self.remote,
+            state: self.state,
+            inode: self.inode,
+            uid: self.uid,
+            pid: self.pid,
+            process: self.process,
+            cookie: self.cookie,
+            active: self.active,
+            generation: self.generation,
+        }
+    }
+}
