@@ -224,13 +224,11 @@ impl Tracker {
                 samples: VecDeque::new(),
             });
         history.connection = bw.connection.clone();
-        if history.samples.len() >= self.limits.per_connection
-            || self.samples_kept >= self.limits.total
-        {
-            if history.samples.pop_front().is_some() {
-                self.samples_kept -= 1;
-                self.dropped_samples += 1;
-            }
+        let full = history.samples.len() >= self.limits.per_connection
+            || self.samples_kept >= self.limits.total;
+        if full && history.samples.pop_front().is_some() {
+            self.samples_kept -= 1;
+            self.dropped_samples += 1;
         }
         if history.samples.len() < self.limits.per_connection {
             history.samples.push_back(sample);
@@ -270,12 +268,9 @@ fn all_sockets(observation: &Observation) -> impl Iterator<Item = &ObservedSocke
 
 fn rates(socket: &ObservedSocket, moved: Counters, window: Duration) -> ConnectionBandwidth {
     let per_second = |n: u64| -> u64 {
-        let nanos = window.as_nanos();
-        if nanos == 0 {
-            0
-        } else {
-            (u128::from(n) * 1_000_000_000 / nanos) as u64
-        }
+        (u128::from(n) * 1_000_000_000)
+            .checked_div(window.as_nanos())
+            .map_or(0, |rate| rate as u64)
     };
     let tx = per_second(moved.tx_bytes);
     let rx = per_second(moved.rx_bytes);
@@ -290,3 +285,7 @@ fn rates(socket: &ObservedSocket, moved: Counters, window: Duration) -> Connecti
         sample_window: window,
     }
 }
+
+#[cfg(test)]
+#[path = "tracker_tests.rs"]
+mod tests;

@@ -1,0 +1,3 @@
+//! Tracker tests over recorded observations.
+
+use super::*;
