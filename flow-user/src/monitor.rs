@@ -66,7 +66,11 @@ impl Monitor {
     /// means procfs mode, and [`Monitor::describe`] says why.
     pub fn open(options: &MonitorOptions) -> Result<Monitor> {
         let observer: Box<dyn Observer> = match options.mode {
-            ModeChoice::Ebpf => Box::new(EbpfObserver::start(&options.load, options.kernel_log)?),
+            ModeChoice::Ebpf => Box::new(
+                EbpfObserver::start(&options.load, options.kernel_log).map_err(|err| {
+                    anyhow::anyhow!("{err:#} (--mode procfs needs no privileges)")
+                })?,
+            ),
             ModeChoice::Procfs => Box::new(ProcfsObserver::new("requested with --mode procfs")),
             ModeChoice::Auto => match EbpfObserver::start(&options.load, options.kernel_log) {
                 Ok(observer) => Box::new(observer),

@@ -189,10 +189,7 @@ impl KernelProgram {
             .map_err(|err| {
                 let text = format!("{:#}", anyhow::Error::from(err));
                 if text.contains("Operation not permitted") {
-                    anyhow!(
-                        "loading the kernel program was refused: flow needs root or \
-                         CAP_BPF+CAP_PERFMON (or use --mode procfs)"
-                    )
+                    anyhow!("loading the kernel program was refused: flow needs root or CAP_BPF+CAP_PERFMON")
                 } else {
                     anyhow!("loading the kernel program failed: {text}")
                 }
