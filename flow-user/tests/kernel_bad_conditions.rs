@@ -50,7 +50,7 @@ fn a_map_smaller_than_the_live_sockets_counts_evictions() {
     const PAIRS: usize = 64;
     let Some(program) = load(&LoadOptions {
         map_entries: CAPACITY,
-        rung: None,
+        ..common::options()
     }) else {
         return;
     };

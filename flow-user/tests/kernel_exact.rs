@@ -5,13 +5,13 @@ mod common;
 use std::{net::TcpListener, time::Duration};
 
 use common::{collect_closed, load, transfer, tuple_addrs, Pair};
-use flow_user::ebpf::{ClosedEvents, LoadOptions};
+use flow_user::ebpf::ClosedEvents;
 
 const CLIENT_WRITES: [usize; 5] = [1, 64, 1_500, 64 * 1024, 1024 * 1024];
 const SERVER_WRITES: [usize; 5] = [1_048_576, 65_536, 1_500, 64, 1];
 
 fn exact_on(bind: &str) {
-    let Some(mut program) = load(&LoadOptions::default()) else {
+    let Some(mut program) = load(&common::options()) else {
         return;
     };
     let closed = ClosedEvents::start(&mut program, false).unwrap();

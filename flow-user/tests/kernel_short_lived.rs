@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::{collect_closed, load, tuple_addrs};
-use flow_user::ebpf::{ClosedEvents, LoadOptions};
+use flow_user::ebpf::ClosedEvents;
 
 const CONNECTIONS: usize = 1_000;
 const REQUEST: usize = 300;
@@ -20,7 +20,7 @@ const RESPONSE: usize = 1_700;
 
 #[test]
 fn a_thousand_short_connections_inside_one_poll() {
-    let Some(mut program) = load(&LoadOptions::default()) else {
+    let Some(mut program) = load(&common::options()) else {
         return;
     };
     let closed = ClosedEvents::start(&mut program, false).unwrap();

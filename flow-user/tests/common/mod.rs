@@ -33,6 +33,18 @@ pub fn may_load() -> bool {
     true
 }
 
+/// Load options for the rung under test: `FLOW_TEST_RUNG` forces one (the VM matrix runs every
+/// test once per rung); unset, the ladder picks.
+pub fn options() -> LoadOptions {
+    LoadOptions {
+        rung: std::env::var("FLOW_TEST_RUNG").ok().map(|r| {
+            r.parse()
+                .expect("FLOW_TEST_RUNG: fentry, kprobe or tracepoint")
+        }),
+        ..LoadOptions::default()
+    }
+}
+
 /// Both ends of one loopback connection.
 pub struct Pair {
     pub client: TcpStream,
