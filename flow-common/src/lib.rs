@@ -51,6 +51,58 @@ pub struct SockCounters {
     /// Command name of that task's thread (NUL padded).
     pub comm: [u8; 16],
     pub tuple: SockTuple,
+    /// Payload capture state (`capture::*` bits), kept by the kernel program.
+    pub capture: u32,
+    pub _pad: u32,
+}
+
+/// Bits of [`SockCounters::capture`].
+pub mod capture {
+    /// The first message sent was captured.
+    pub const TX_SEEN: u32 = 1;
+    /// The first message received was captured.
+    pub const RX_SEEN: u32 = 2;
+    /// HTTP was seen: every message that starts a request or response is captured.
+    pub const HTTP: u32 = 4;
+}
+
+/// Largest payload prefix the kernel copies per message (the load-time setting is capped here).
+pub const PAYLOAD_MAX: usize = 512;
+/// Default prefix length.
+pub const PAYLOAD_DEFAULT: u32 = 256;
+
+/// `Direction` values in events.
+pub const DIRECTION_TX: u32 = 0;
+pub const DIRECTION_RX: u32 = 1;
+
+/// A read or write syscall in flight on a thread (payload capture only): where its user buffer
+/// is, and which TCP socket the counting hook saw it move bytes on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingIo {
+    /// User address of the first buffer.
+    pub buf: u64,
+    /// Length of that buffer.
+    pub buf_len: u64,
+    /// Set by the counting hook: the socket (0 when the syscall did not touch a TCP socket).
+    pub sock: SockKey,
+    /// Set by the counting hook: bytes moved.
+    pub bytes: u64,
+    pub direction: u32,
+    pub _pad: u32,
+}
+
+/// The first bytes of a message, copied from the user buffer at syscall exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayloadEvent {
+    pub sock: SockKey,
+    /// The socket entry's `first_ns`: with `sock`, the socket's identity.
+    pub first_ns: u64,
+    pub direction: u32,
+    /// Bytes valid in `data`.
+    pub len: u32,
+    pub data: [u8; PAYLOAD_MAX],
 }
 
 /// Sent through the ring buffer when a socket is destroyed: its final counters.
@@ -73,7 +125,9 @@ pub mod stat {
     pub const INSERT_FAILURES: u32 = 3;
     /// Kprobe rung: entry probes whose in-flight slot could not be stored.
     pub const INFLIGHT_DROPS: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Payload prefixes lost because the ring buffer was full.
+    pub const PAYLOAD_DROPS: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// Names of maps in the object file (also what `bpftool map show` prints).
@@ -82,12 +136,24 @@ pub mod maps {
     pub const CLOSED: &str = "FLOW_CLOSED";
     pub const STATS: &str = "FLOW_STATS";
     pub const INFLIGHT: &str = "FLOW_INFLIGHT";
+    pub const PENDING: &str = "FLOW_PENDING";
+    pub const PAYLOADS: &str = "FLOW_PAYLOADS";
+}
+
+/// Read-only globals the loader sets.
+pub mod globals {
+    /// Bytes of payload to copy per captured message (0: capture off).
+    pub const CAPTURE_BYTES: &str = "FLOW_CAPTURE_BYTES";
 }
 
 /// Default capacity of the socket map; the loader may change it.
 pub const DEFAULT_MAP_ENTRIES: u32 = 65_536;
 /// Ring buffer for close events: 1 MiB holds about 8,000 events between two drains.
 pub const CLOSED_RING_BYTES: u32 = 1 << 20;
+/// Ring buffer for payload prefixes: 1 MiB holds about 1,900 events between two drains.
+pub const PAYLOAD_RING_BYTES: u32 = 1 << 20;
+/// Threads with a read/write syscall in flight (payload capture only).
+pub const PENDING_ENTRIES: u32 = 16_384;
 /// Kprobe rung: concurrent in-flight `tcp_sendmsg`/`tcp_recvmsg` calls tracked per thread.
 pub const INFLIGHT_ENTRIES: u32 = 16_384;
 /// `MSG_PEEK`: such reads leave the data in the queue and must not count.
@@ -101,6 +167,8 @@ mod pod {
     unsafe impl aya::Pod for super::SockCounters {}
     unsafe impl aya::Pod for super::SockClosed {}
     unsafe impl aya::Pod for super::SockTuple {}
+    unsafe impl aya::Pod for super::PendingIo {}
+    unsafe impl aya::Pod for super::PayloadEvent {}
 }
 
 #[cfg(test)]
@@ -112,7 +180,9 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<SockTuple>(), 40);
-        assert_eq!(size_of::<SockCounters>(), 7 * 8 + 16 + 40);
+        assert_eq!(size_of::<SockCounters>(), 7 * 8 + 16 + 40 + 8);
+        assert_eq!(size_of::<PendingIo>(), 40);
+        assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
         assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
     }
 }

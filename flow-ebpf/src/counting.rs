@@ -1,9 +1,13 @@
 //! The one piece of logic every rung shares: add a byte count to a socket's entry.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+    bpf_probe_read_kernel,
 };
-use flow_common::{stat, SockClosed, SockCounters, SockKey, SockTuple, AF_INET, AF_INET6};
+use flow_common::{
+    stat, SockClosed, SockCounters, SockKey, SockTuple, AF_INET, AF_INET6, DIRECTION_RX,
+    DIRECTION_TX,
+};
 
 use crate::maps::{CLOSED, SOCKETS, STATS};
 
@@ -28,37 +32,41 @@ pub enum Direction {
 /// Adds `bytes` moved by the current task to the socket `sk`.
 #[inline(always)]
 pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
-    let now = unsafe { bpf_ktime_get_ns() };
     let entry = match SOCKETS.get_ptr_mut(&sk) {
         Some(entry) => entry,
-        None => match create(sk, now) {
+        None => match create(sk) {
             Some(entry) => entry,
             None => return,
         },
     };
     // SAFETY: the pointer comes from a successful map lookup and stays valid for this program run.
     let counters = unsafe { &mut *entry };
-    let (bytes_field, calls_field) = match direction {
-        Direction::Tx => (&mut counters.tx_bytes, &mut counters.tx_calls),
-        Direction::Rx => (&mut counters.rx_bytes, &mut counters.rx_calls),
+    let (bytes_field, calls_field, code) = match direction {
+        Direction::Tx => (&mut counters.tx_bytes, &mut counters.tx_calls, DIRECTION_TX),
+        Direction::Rx => (&mut counters.rx_bytes, &mut counters.rx_calls, DIRECTION_RX),
     };
     atomic_add(bytes_field, bytes);
     atomic_add(calls_field, 1);
-    // Plain stores: the last writer wins, which is what "last activity" means.
-    counters.last_ns = now;
+    // Plain stores: the last writer wins, which is what "last activity" means. (The cheaper
+    // coarse clock is refused to tracepoint programs.)
+    counters.last_ns = unsafe { bpf_ktime_get_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
     if counters.pid_tgid >> 32 != pid_tgid >> 32 {
         // Only when the owning process changes: copying comm on every event costs.
         counters.comm = bpf_get_current_comm().unwrap_or_default();
     }
     counters.pid_tgid = pid_tgid;
+    crate::capture::note_socket(sk, bytes, code);
 }
 
 /// Creates the entry for a socket seen for the first time and returns it.
 #[cold]
-fn create(sk: SockKey, now: u64) -> Option<*mut SockCounters> {
+fn create(sk: SockKey) -> Option<*mut SockCounters> {
+    // Precise: with the socket's address it tells apart sockets that reuse one address quickly.
+    let now = unsafe { bpf_ktime_get_ns() };
     let fresh = SockCounters {
         first_ns: now,
+        last_ns: now,
         tuple: read_tuple(sk),
         ..SockCounters::default()
     };

@@ -10,6 +10,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod capture;
 mod counting;
 mod maps;
 
@@ -17,6 +18,7 @@ use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::{fexit, kprobe, kretprobe, tracepoint},
     programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    EbpfContext,
 };
 use counting::{count, Direction};
 use flow_common::{stat, SockKey, IPPROTO_TCP, MSG_PEEK};
@@ -133,17 +135,25 @@ pub fn flow_rx_tp(ctx: TracePointContext) -> u32 {
 /// `(sk, bytes, flags)` of a TCP event that moved bytes; `None` for anything else.
 #[inline(always)]
 fn read_length_event(ctx: &TracePointContext) -> Option<(SockKey, u64, i32)> {
-    // SAFETY: offsets come from the tracepoint's format, stable since it was added in 6.3.
-    unsafe {
-        let protocol: u16 = ctx.read_at(sock_length::PROTOCOL).ok()?;
-        let ret: i32 = ctx.read_at(sock_length::RET).ok()?;
-        if protocol != IPPROTO_TCP || ret <= 0 {
-            return None;
-        }
-        let sk: SockKey = ctx.read_at(sock_length::SK).ok()?;
-        let flags: i32 = ctx.read_at(sock_length::FLAGS).ok()?;
-        Some((sk, ret as u64, flags))
+    let protocol: u16 = field(ctx, sock_length::PROTOCOL);
+    let ret: i32 = field(ctx, sock_length::RET);
+    if protocol != IPPROTO_TCP || ret <= 0 {
+        return None;
     }
+    Some((
+        field(ctx, sock_length::SK),
+        ret as u64,
+        field(ctx, sock_length::FLAGS),
+    ))
+}
+
+/// Reads a (naturally aligned) field of the tracepoint record directly: the verifier checks the offset against the
+/// record's size, and a direct load costs far less than a `bpf_probe_read` helper call.
+#[inline(always)]
+pub fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: `offset` comes from the tracepoint's format file; the record is kernel memory the
+    // program may read.
+    unsafe { (ctx.as_ptr() as *const u8).add(offset).cast::<T>().read() }
 }
 
 // --- lifecycle (every rung) ---------------------------------------------------------------------
@@ -151,10 +161,8 @@ fn read_length_event(ctx: &TracePointContext) -> Option<(SockKey, u64, i32)> {
 /// `tcp:tcp_destroy_sock` (5.13+): the socket is gone; nothing can move on it any more.
 #[tracepoint(category = "tcp", name = "tcp_destroy_sock")]
 pub fn flow_destroy_tp(ctx: TracePointContext) -> u32 {
-    // SAFETY: `skaddr` is the first field after the common header.
-    if let Ok(sk) = unsafe { ctx.read_at::<SockKey>(8) } {
-        counting::close(sk);
-    }
+    // `skaddr` is the first field after the common header.
+    counting::close(field(&ctx, 8));
     0
 }
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{error::ErrorKind, Parser};
 use flow_user::cli::{self, Cli};
 
 fn main() -> ExitCode {
@@ -23,6 +23,10 @@ fn main() -> ExitCode {
             // --help and --version.
             let _ = err.print();
             return ExitCode::SUCCESS;
+        }
+        Err(err) if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("flow: no command given (try `flow --help`)");
+            return ExitCode::from(2);
         }
         Err(err) => {
             let text = err.render().to_string();
@@ -52,11 +56,21 @@ fn main() -> ExitCode {
     match cli::run(cli, interrupt.clone()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is::<cli::Interrupted>() || interrupt.raised() => ExitCode::from(130),
+        // `flow top | head`: the reader has all it wanted.
+        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("flow: error: {}", one_line(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn one_line(text: &str) -> String {

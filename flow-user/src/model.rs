@@ -142,6 +142,37 @@ impl std::str::FromStr for Protocol {
     }
 }
 
+/// Where a connection's protocol came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolSource {
+    /// The first bytes of a message (eBPF mode with payload capture).
+    Payload,
+    /// The well-known port of either end.
+    #[default]
+    Port,
+}
+
+impl fmt::Display for ProtocolSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProtocolSource::Payload => "payload",
+            ProtocolSource::Port => "port",
+        })
+    }
+}
+
+/// The latest HTTP exchange seen on a connection: the request's method and host, and the status
+/// of its response once seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpExchange {
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub status_code: Option<u16>,
+    /// When the last message of the exchange was seen.
+    pub seen: Option<std::time::Instant>,
+}
+
 /// One TCP connection as seen from its local end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NetConnection {
@@ -161,6 +192,8 @@ pub struct NetConnection {
     /// The kernel's socket cookie (sock_diag), where known.
     pub cookie: Option<u64>,
     pub protocol: Protocol,
+    /// Whether `protocol` came from the bytes the connection carried or from its ports.
+    pub protocol_source: ProtocolSource,
     /// False once the connection is closed (it stays listed until it leaves the window).
     pub active: bool,
     /// Tells apart connections that reuse one 4-tuple: the socket cookie, the inode, or a hash of

@@ -1,13 +1,17 @@
 //! The monitor: one observer plus one tracker, and the documented API on top of them.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 
 use crate::{
     ebpf::LoadOptions,
     model::{
-        ConnectionBandwidth, ConnectionHistory, ConnectionStateSnapshot, NetConnection, SocketStats,
+        ConnectionBandwidth, ConnectionHistory, ConnectionStateSnapshot, HttpConnection,
+        NetConnection, SocketStats,
     },
     observe::{EbpfObserver, Health, Mode, Observation, Observer, ProcfsObserver},
     tracker::{HistoryLimits, Tracker},
@@ -59,7 +63,14 @@ pub struct Monitor {
     tracker: Tracker,
     health: Health,
     sleep: Sleeper,
+    /// The latest HTTP exchange per connection id, with its connection as last seen.
+    http: HashMap<String, HttpConnection>,
+    http_seen: HashMap<String, Instant>,
+    last_observation: Option<Instant>,
 }
+
+/// How long HTTP exchanges are kept after they were last seen.
+const HTTP_RETENTION: Duration = Duration::from_secs(600);
 
 impl Monitor {
     /// Opens the monitor in the requested mode. In `Auto`, a kernel program that cannot load
@@ -92,6 +103,9 @@ impl Monitor {
                 std::thread::sleep(d);
                 Ok(())
             }),
+            http: HashMap::new(),
+            http_seen: HashMap::new(),
+            last_observation: None,
         }
     }
 
@@ -122,7 +136,81 @@ impl Monitor {
     pub fn observe(&mut self) -> Result<Observation> {
         let observation = self.observer.observe()?;
         self.health = observation.health.clone();
+        self.remember_http(&observation);
         Ok(observation)
+    }
+
+    fn remember_http(&mut self, observation: &Observation) {
+        let at = observation.at;
+        self.last_observation = Some(at);
+        for socket in observation.sockets.iter().chain(&observation.closed) {
+            let Some(exchange) = &socket.http else {
+                continue;
+            };
+            self.http.insert(
+                socket.connection.id.clone(),
+                HttpConnection {
+                    connection: socket.connection.clone(),
+                    method: exchange.method.clone(),
+                    host: exchange.host.clone(),
+                    status_code: exchange.status_code,
+                },
+            );
+            self.http_seen
+                .insert(socket.connection.id.clone(), exchange.seen.unwrap_or(at));
+        }
+        let seen = &self.http_seen;
+        self.http.retain(|id, _| {
+            seen.get(id)
+                .is_some_and(|t| at.duration_since(*t) < HTTP_RETENTION)
+        });
+        let http = &self.http;
+        self.http_seen.retain(|id, _| http.contains_key(id));
+    }
+
+    /// Connections on which HTTP was seen within `window` before the last observation (zero:
+    /// all kept), with the latest exchange's method, host and status (the seed's
+    /// `httpConnections`). Needs the eBPF mode with payload capture.
+    pub fn http_connections(&self, window: Duration) -> Result<Vec<HttpConnection>> {
+        if !self.observer.captures_payload() {
+            anyhow::bail!(
+                "HTTP views need the eBPF mode with payload capture ({})",
+                self.observer.describe()
+            );
+        }
+        let Some(last) = self.last_observation else {
+            return Ok(Vec::new());
+        };
+        let mut found: Vec<HttpConnection> = self
+            .http
+            .iter()
+            .filter(|(id, _)| {
+                window.is_zero()
+                    || self
+                        .http_seen
+                        .get(*id)
+                        .is_some_and(|t| last.saturating_duration_since(*t) <= window)
+            })
+            .map(|(_, c)| c.clone())
+            .collect();
+        found.sort_by(|a, b| a.connection.id.cmp(&b.connection.id));
+        Ok(found)
+    }
+
+    /// Watches for `window` (observing every `interval`), then returns the HTTP connections seen.
+    pub fn collect_http(
+        &mut self,
+        window: Duration,
+        interval: Duration,
+    ) -> Result<Vec<HttpConnection>> {
+        self.http_connections(Duration::ZERO)?;
+        let start = Instant::now();
+        self.observe()?;
+        while start.elapsed() < window {
+            (self.sleep)(interval.min(window.saturating_sub(start.elapsed())))?;
+            self.observe()?;
+        }
+        self.http_connections(window)
     }
 
     /// Observes and records one step: the bandwidth since the previous step (empty on the first).
@@ -214,3 +302,7 @@ impl Monitor {
             .collect())
     }
 }
+
+#[cfg(test)]
+#[path = "monitor_tests.rs"]
+mod tests;

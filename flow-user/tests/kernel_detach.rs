@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flow_user::ebpf::{ClosedEvents, KernelProgram, LoadOptions};
+use flow_user::ebpf::{KernelEvents, KernelProgram, LoadOptions};
 
 /// Names (as the kernel truncates them to 15 bytes) of flow's programs and maps still loaded.
 fn flow_objects() -> Vec<String> {
@@ -77,7 +77,7 @@ fn nothing_remains_after_drop_sigint_or_sigterm() {
     }
     wait_until_gone("before the test (another flow is running?)");
     let mut program = KernelProgram::load(&LoadOptions::default()).unwrap();
-    let _events = ClosedEvents::start(&mut program, true).unwrap();
+    let _events = KernelEvents::start(&mut program, true).unwrap();
     assert!(!flow_objects().is_empty());
     drop(_events);
     drop(program);

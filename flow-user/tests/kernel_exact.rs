@@ -5,7 +5,7 @@ mod common;
 use std::{net::TcpListener, time::Duration};
 
 use common::{collect_closed, load, transfer, tuple_addrs, Pair};
-use flow_user::ebpf::ClosedEvents;
+use flow_user::ebpf::KernelEvents;
 
 const CLIENT_WRITES: [usize; 5] = [1, 64, 1_500, 64 * 1024, 1024 * 1024];
 const SERVER_WRITES: [usize; 5] = [1_048_576, 65_536, 1_500, 64, 1];
@@ -14,7 +14,7 @@ fn exact_on(bind: &str) {
     let Some(mut program) = load(&common::options()) else {
         return;
     };
-    let closed = ClosedEvents::start(&mut program, false).unwrap();
+    let closed = KernelEvents::start(&mut program, false).unwrap();
     let listener = TcpListener::bind(bind).unwrap();
     let pair = Pair::open(&listener);
     // Two rounds in each direction, interleaved, so both ends send and receive.

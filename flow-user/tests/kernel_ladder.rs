@@ -57,7 +57,7 @@ fn ladder_picks_the_working_rung_and_leaks_nothing() {
         }
         assert!(program
             .describe()
-            .starts_with("attached the tracepoint rung"));
+            .starts_with(&format!("attached the {expected} rung")));
         drop(program);
         assert_eq!(
             open_fds(),

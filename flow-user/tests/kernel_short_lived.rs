@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::{collect_closed, load, tuple_addrs};
-use flow_user::ebpf::ClosedEvents;
+use flow_user::ebpf::KernelEvents;
 
 const CONNECTIONS: usize = 1_000;
 const REQUEST: usize = 300;
@@ -23,7 +23,7 @@ fn a_thousand_short_connections_inside_one_poll() {
     let Some(mut program) = load(&common::options()) else {
         return;
     };
-    let closed = ClosedEvents::start(&mut program, false).unwrap();
+    let closed = KernelEvents::start(&mut program, false).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
 

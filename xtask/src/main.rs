@@ -7,6 +7,7 @@ mod run;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +49,18 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run the kernel tests there, per rung.
+    VmTest {
+        /// Use this kernel object instead of building one (e.g. a deliberately broken one).
+        #[arg(long)]
+        object: Option<std::path::PathBuf>,
+        /// Only this kernel, by major.minor (`6.1`, `6.12`); repeatable.
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Only this test executable (`kernel_exact`, …); repeatable.
+        #[arg(long = "test")]
+        tests: Vec<String>,
+    },
 }
 
 fn main() {
@@ -58,6 +71,15 @@ fn main() {
         Command::Build { release } => build::build(release).map(|_| ()),
         Command::Run { release, args } => run::run(release, &args),
         Command::Test { args } => test::test(args),
+        Command::VmTest {
+            object,
+            kernels,
+            tests,
+        } => vm::vm_test(&vm::Options {
+            object,
+            kernels,
+            tests,
+        }),
     };
     if let Err(err) = result {
         // One line, the whole context chain, no backtrace.

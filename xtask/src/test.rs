@@ -29,6 +29,7 @@ type StepFn = fn(&mut Ctx) -> Result<()>;
 const STEPS: &[(&str, StepFn)] = &[
     ("build-ebpf", step_build_ebpf),
     ("cargo-test", step_cargo_test),
+    ("vm-test", step_vm_test),
 ];
 
 pub fn test(cargo_test_args: Vec<String>) -> Result<()> {
@@ -92,6 +93,18 @@ fn step_cargo_test(ctx: &mut Ctx) -> Result<()> {
     cmd.args(&ctx.cargo_test_args);
     println!("cargo-test: {}", display(&cmd));
     run(&mut cmd)
+}
+
+/// The kernel tests again on Debian's 6.1 and 6.12 kernels under QEMU, every rung they have.
+fn step_vm_test(ctx: &mut Ctx) -> Result<()> {
+    let object = ctx
+        .object
+        .clone()
+        .context("no eBPF object (build-ebpf did not run)")?;
+    crate::vm::vm_test(&crate::vm::Options {
+        object: Some(object),
+        ..Default::default()
+    })
 }
 
 /// Whether the cargo part of `args` (before `--`) picks packages itself (`-p`/`--package`),

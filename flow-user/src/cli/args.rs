@@ -5,7 +5,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use flow_common::DEFAULT_MAP_ENTRIES;
 
-use crate::{ebpf::Rung, model::Protocol, monitor::ModeChoice};
+use crate::{
+    ebpf::Rung,
+    model::{NetConnection, Protocol},
+    monitor::ModeChoice,
+};
 
 /// Kernel-assisted per-connection TCP bandwidth monitor.
 #[derive(Debug, Parser)]
@@ -51,8 +55,30 @@ pub struct Filters {
     pub protocol: Option<Protocol>,
 }
 
+impl Filters {
+    /// True when `connection` passes every filter given.
+    pub fn matches(&self, connection: &NetConnection) -> bool {
+        self.pid.is_none_or(|pid| connection.pid == Some(pid))
+            && self
+                .port
+                .is_none_or(|p| connection.local.port() == p || connection.remote.port() == p)
+            && self.protocol.is_none_or(|p| connection.protocol == p)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Live view of the connections using the network, busiest first.
+    Top(TopArgs),
+    /// Prometheus/OpenMetrics exporter: serves `/metrics` over HTTP.
+    Serve(ServeArgs),
+    #[command(flatten)]
+    List(ListCommand),
+}
+
+/// Commands that measure once and print one table or JSON document.
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
     /// Bandwidth of every connection over one window.
     Bandwidth {
         /// How long to measure (e.g. 500ms, 1s, 1m).
@@ -92,6 +118,43 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// How often to measure and redraw (e.g. 500ms, 1s, 2s).
+    #[arg(long, default_value = "1s", value_parser = parse_window)]
+    pub interval: Duration,
+    #[command(flatten)]
+    pub filters: Filters,
+    /// Measure over one interval, print one plain table and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Show at most this many connections (0: all, or as many as the screen holds).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve `/metrics` on; loopback unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// How often to measure.
+    #[arg(long, default_value = "1s", value_parser = parse_window)]
+    pub interval: Duration,
+    /// Also export one series per connection (bounded by --max-series).
+    #[arg(long)]
+    pub per_connection: bool,
+    /// Most connections given their own series with --per-connection; the rest are counted in
+    /// `flow_connection_series_refused_total` (their bytes still reach the per-process series).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_series: u64,
+    /// A per-process series with no connection seen for this long is removed.
+    #[arg(long, default_value = "5m", value_parser = parse_window)]
+    pub expire_after: Duration,
+    #[command(flatten)]
+    pub filters: Filters,
 }
 
 /// A positive duration such as `500ms`, `1s` or `2m`.

@@ -1,8 +1,13 @@
-//! The `flow` command line: argument parsing, one function per command, and output.
+//! The `flow` command line: argument parsing, one module per command, and output.
 
 mod args;
 mod commands;
+mod interrupt;
+mod listing;
 mod output;
+mod serve;
+mod top;
 
 pub use args::Cli;
-pub use commands::{run, Interrupt, Interrupted};
+pub use commands::run;
+pub use interrupt::{Interrupt, Interrupted};

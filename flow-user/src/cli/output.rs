@@ -14,6 +14,15 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes each line and a newline (an error, not a panic, when stdout is gone).
+pub fn lines(lines: &[&str]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
 /// A plain table: columns padded to their widest cell, numbers right-aligned.
 pub struct Table {
     headers: Vec<&'static str>,

@@ -7,7 +7,7 @@ use aya::{
     programs::{FExit, KProbe, ProgramError, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use flow_common::{maps, DEFAULT_MAP_ENTRIES};
+use flow_common::{globals, maps, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
 
 /// The object `cargo xtask build-ebpf` produced, embedded at build time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow.bpf.o"));
@@ -70,6 +70,55 @@ impl FromStr for Rung {
             .find(|r| r.name() == s || (s == "fexit" && *r == Rung::Fentry))
             .ok_or_else(|| format!("unknown rung `{s}` (expected fentry, kprobe or tracepoint)"))
     }
+}
+
+/// Payload capture: each program attached to several syscall tracepoints.
+const CAPTURE: [(&str, &[&str]); 4] = [
+    (
+        "flow_enter_buf",
+        &[
+            "sys_enter_write",
+            "sys_enter_read",
+            "sys_enter_sendto",
+            "sys_enter_recvfrom",
+        ],
+    ),
+    (
+        "flow_enter_msg",
+        &["sys_enter_sendmsg", "sys_enter_recvmsg"],
+    ),
+    ("flow_enter_iov", &["sys_enter_writev", "sys_enter_readv"]),
+    (
+        "flow_exit_io",
+        &[
+            "sys_exit_write",
+            "sys_exit_read",
+            "sys_exit_sendto",
+            "sys_exit_recvfrom",
+            "sys_exit_sendmsg",
+            "sys_exit_recvmsg",
+            "sys_exit_writev",
+            "sys_exit_readv",
+        ],
+    ),
+];
+
+/// Attaches the payload capture programs (syscall tracepoints, present on every kernel).
+fn attach_capture(ebpf: &mut Ebpf) -> Result<()> {
+    for (name, events) in CAPTURE {
+        let program: &mut TracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+            .try_into()?;
+        program.load().map_err(explain)?;
+        for event in events {
+            program
+                .attach("syscalls", event)
+                .map_err(explain)
+                .with_context(|| format!("tracepoint syscalls:{event}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Every rung also closes entries when a socket is destroyed.
@@ -159,6 +208,9 @@ pub struct LoadOptions {
     pub map_entries: u32,
     /// Use this rung or fail, instead of walking the ladder.
     pub rung: Option<Rung>,
+    /// Payload prefix copied per captured message, in bytes (at most `PAYLOAD_MAX`); 0 turns
+    /// payload capture off and leaves its programs unattached.
+    pub payload_bytes: u32,
 }
 
 impl Default for LoadOptions {
@@ -166,6 +218,7 @@ impl Default for LoadOptions {
         LoadOptions {
             map_entries: DEFAULT_MAP_ENTRIES,
             rung: None,
+            payload_bytes: PAYLOAD_DEFAULT,
         }
     }
 }
@@ -176,6 +229,7 @@ pub struct KernelProgram {
     rung: Rung,
     refused: Vec<Refusal>,
     map_entries: u32,
+    payload_bytes: u32,
 }
 
 impl KernelProgram {
@@ -183,8 +237,10 @@ impl KernelProgram {
     pub fn load(options: &LoadOptions) -> Result<KernelProgram> {
         raise_memlock_limit();
         ensure_tracefs();
+        let payload_bytes = options.payload_bytes.min(PAYLOAD_MAX as u32);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::SOCKETS, options.map_entries.max(1))
+            .override_global(globals::CAPTURE_BYTES, &payload_bytes, true)
             .load(OBJECT)
             .map_err(|err| {
                 let text = format!("{:#}", anyhow::Error::from(err));
@@ -198,6 +254,10 @@ impl KernelProgram {
         LIFECYCLE
             .attach(&mut ebpf, btf.as_ref())
             .context("attaching the socket lifecycle hook")?;
+        if payload_bytes > 0 {
+            attach_capture(&mut ebpf)
+                .context("attaching payload capture (--no-payload skips it)")?;
+        }
 
         let candidates: Vec<Rung> = match options.rung {
             Some(rung) => vec![rung],
@@ -212,6 +272,7 @@ impl KernelProgram {
                         rung,
                         refused,
                         map_entries: options.map_entries.max(1),
+                        payload_bytes,
                     })
                 }
                 Err(err) => refused.push(Refusal {
@@ -245,9 +306,26 @@ impl KernelProgram {
         self.map_entries
     }
 
+    /// Names of the programs loaded into the kernel (attached or not yet released).
+    pub fn loaded_programs(&self) -> Vec<&str> {
+        self.ebpf
+            .programs()
+            .filter(|(_, program)| program.fd().is_ok())
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// Bytes of payload captured per message (0: capture off).
+    pub fn payload_bytes(&self) -> u32 {
+        self.payload_bytes
+    }
+
     /// One line for users: which rung runs and why the better ones did not.
     pub fn describe(&self) -> String {
         let mut line = format!("attached the {} rung", self.rung);
+        if self.payload_bytes == 0 {
+            line.push_str(" (payload capture off)");
+        }
         for refusal in &self.refused {
             line.push_str(&format!("; {} refused: {}", refusal.rung, refusal.reason));
         }

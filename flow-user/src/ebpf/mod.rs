@@ -1,8 +1,8 @@
 //! The kernel program: loading it up the attach ladder, and reading what it counted.
-mod closed;
+mod events;
 mod loader;
 mod reader;
 
-pub use closed::ClosedEvents;
+pub use events::{KernelEvents, PayloadSeen};
 pub use loader::{KernelProgram, LoadOptions, Refusal, Rung};
 pub use reader::{tuple_addrs, KernelStats};

@@ -19,6 +19,8 @@ pub struct KernelStats {
     pub insert_failures: u64,
     /// Kprobe rung: calls whose socket could not be remembered until the return probe.
     pub inflight_drops: u64,
+    /// Payload prefixes lost because their ring buffer was full.
+    pub payload_drops: u64,
 }
 
 impl KernelStats {
@@ -56,6 +58,7 @@ impl KernelProgram {
             close_drops: read(stat::CLOSE_DROPS),
             insert_failures: read(stat::INSERT_FAILURES),
             inflight_drops: read(stat::INFLIGHT_DROPS),
+            payload_drops: read(stat::PAYLOAD_DROPS),
         })
     }
 }

@@ -11,9 +11,11 @@ use std::{
 use anyhow::Result;
 use flow_common::{SockCounters, SockKey};
 
-use super::{ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer};
+use super::{
+    facts::ConnectionFacts, ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer,
+};
 use crate::{
-    ebpf::{tuple_addrs, ClosedEvents, KernelProgram, LoadOptions},
+    ebpf::{tuple_addrs, KernelEvents, KernelProgram, LoadOptions},
     id::kernel_generation,
     model::{Counters, TcpState},
     procfs::{dump_tcp_info, read_tcp_tables, Owner, OwnerCache, TcpInfoRow, TcpRow},
@@ -41,24 +43,27 @@ struct Known {
 
 pub struct EbpfObserver {
     program: KernelProgram,
-    closed: ClosedEvents,
+    events: KernelEvents,
     owners: OwnerCache,
     proc_root: PathBuf,
     known: HashMap<KernelIdentity, Known>,
+    /// What payload prefixes showed, per socket generation.
+    facts: HashMap<KernelIdentity, ConnectionFacts>,
 }
 
 impl EbpfObserver {
     /// Loads and attaches the kernel program. `kernel_log` forwards its log lines (`-v`).
     pub fn start(options: &LoadOptions, kernel_log: bool) -> Result<EbpfObserver> {
         let mut program = KernelProgram::load(options)?;
-        let closed = ClosedEvents::start(&mut program, kernel_log)?;
+        let events = KernelEvents::start(&mut program, kernel_log)?;
         let proc_root = PathBuf::from("/proc");
         Ok(EbpfObserver {
             program,
-            closed,
+            events,
             owners: OwnerCache::new(proc_root.clone()),
             proc_root,
             known: HashMap::new(),
+            facts: HashMap::new(),
         })
     }
 
@@ -71,9 +76,15 @@ impl Observer for EbpfObserver {
     fn observe(&mut self) -> Result<Observation> {
         // Close events first, then the map: the kernel deletes an entry before it publishes the
         // close event, so no socket can show up both live and closed.
-        let closed_events = self.closed.take();
+        let closed_events = self.events.take_closed();
         let entries = self.program.sockets()?;
         let at = Instant::now();
+        for seen in self.events.take_payloads() {
+            self.facts
+                .entry((seen.sock, seen.first_ns))
+                .or_insert_with(|| ConnectionFacts::new(at))
+                .learn(&seen.facts, at);
+        }
         let tables = read_tcp_tables(&self.proc_root)?;
         let rows: HashMap<Addrs, &TcpRow> = index_rows(&tables.rows);
         let diag: HashMap<Addrs, TcpInfoRow> = dump_tcp_info()
@@ -93,8 +104,15 @@ impl Observer for EbpfObserver {
             };
             counted.insert(addrs);
             let row = rows.get(&addrs).copied();
-            let known = self.remember((*sock, counters.first_ns), row, &owners, &diag, addrs, at);
-            sockets.push(live_socket(addrs, counters, row, known));
+            let identity = (*sock, counters.first_ns);
+            let known = remember(&mut self.known, identity, row, &owners, &diag, addrs, at);
+            sockets.push(live_socket(
+                addrs,
+                counters,
+                row,
+                known,
+                self.facts.get(&identity),
+            ));
         }
         // Sockets that have not moved a byte since the program was loaded.
         for (addrs, row) in &rows {
@@ -124,6 +142,7 @@ impl Observer for EbpfObserver {
                 },
                 rx_queue: row.rx_queue,
                 tx_queue: row.tx_queue,
+                http: None,
             });
         }
 
@@ -131,12 +150,24 @@ impl Observer for EbpfObserver {
             .iter()
             .filter_map(|event| {
                 let addrs = tuple_addrs(&event.counters.tuple)?;
-                let known = self.known.remove(&(event.sock, event.counters.first_ns));
-                Some(closed_socket(event.sock, addrs, &event.counters, known))
+                let identity = (event.sock, event.counters.first_ns);
+                let known = self.known.remove(&identity);
+                let facts = self.facts.remove(&identity);
+                Some(closed_socket(
+                    event.sock,
+                    addrs,
+                    &event.counters,
+                    known,
+                    facts.as_ref(),
+                ))
             })
             .collect();
         self.known
             .retain(|_, k| at.duration_since(k.last_seen) < IDENTITY_GRACE);
+        let known = &self.known;
+        self.facts.retain(|identity, f| {
+            known.contains_key(identity) || at.duration_since(f.updated) < IDENTITY_GRACE
+        });
 
         let stats = self.program.stats()?;
         let live = entries.len() as u64;
@@ -150,7 +181,8 @@ impl Observer for EbpfObserver {
                 map_entries: live,
                 map_capacity: u64::from(self.program.map_entries()),
                 evictions: stats.evictions(live),
-                close_drops: stats.close_drops + self.closed.dropped(),
+                close_drops: stats.close_drops + self.events.dropped(),
+                payload_drops: stats.payload_drops,
                 insert_failures: stats.insert_failures + stats.inflight_drops,
                 malformed_lines: tables.malformed.len() as u64,
                 unreadable_processes: self.owners.unreadable_processes() as u64,
@@ -165,45 +197,47 @@ impl Observer for EbpfObserver {
     fn describe(&self) -> String {
         format!("mode ebpf: {}", self.program.describe())
     }
+
+    fn captures_payload(&self) -> bool {
+        self.program.payload_bytes() > 0
+    }
 }
 
-impl EbpfObserver {
-    /// Updates and returns what is known about a live kernel entry.
-    fn remember(
-        &mut self,
-        identity: KernelIdentity,
-        row: Option<&TcpRow>,
-        owners: &HashMap<u64, Owner>,
-        diag: &HashMap<Addrs, TcpInfoRow>,
-        addrs: Addrs,
-        now: Instant,
-    ) -> &Known {
-        let known = self.known.entry(identity).or_insert_with(|| Known {
-            generation: row
-                .map(|r| r.inode)
-                .filter(|i| *i != 0)
-                .unwrap_or_else(|| kernel_generation(identity.0, identity.1)),
-            inode: 0,
-            uid: None,
-            owner: None,
-            cookie: None,
-            packets: (0, 0),
-            last_seen: now,
-        });
-        known.last_seen = now;
-        if let Some(row) = row.filter(|r| r.inode != 0) {
-            known.inode = row.inode;
-            known.uid = Some(row.uid);
-            if let Some(owner) = owners.get(&row.inode) {
-                known.owner = Some(owner.clone());
-            }
+/// Updates and returns what is known about a live kernel entry.
+fn remember<'a>(
+    known: &'a mut HashMap<KernelIdentity, Known>,
+    identity: KernelIdentity,
+    row: Option<&TcpRow>,
+    owners: &HashMap<u64, Owner>,
+    diag: &HashMap<Addrs, TcpInfoRow>,
+    addrs: Addrs,
+    now: Instant,
+) -> &'a Known {
+    let known = known.entry(identity).or_insert_with(|| Known {
+        generation: row
+            .map(|r| r.inode)
+            .filter(|i| *i != 0)
+            .unwrap_or_else(|| kernel_generation(identity.0, identity.1)),
+        inode: 0,
+        uid: None,
+        owner: None,
+        cookie: None,
+        packets: (0, 0),
+        last_seen: now,
+    });
+    known.last_seen = now;
+    if let Some(row) = row.filter(|r| r.inode != 0) {
+        known.inode = row.inode;
+        known.uid = Some(row.uid);
+        if let Some(owner) = owners.get(&row.inode) {
+            known.owner = Some(owner.clone());
         }
-        if let Some(d) = diag.get(&addrs) {
-            known.packets = (d.segs_out, d.segs_in);
-            known.cookie = Some(d.cookie);
-        }
-        known
     }
+    if let Some(d) = diag.get(&addrs) {
+        known.packets = (d.segs_out, d.segs_in);
+        known.cookie = Some(d.cookie);
+    }
+    known
 }
 
 /// A socket's `/proc` row per 4-tuple; a live socket wins over a TIME_WAIT remnant (inode 0).
@@ -223,6 +257,7 @@ fn live_socket(
     counters: &SockCounters,
     row: Option<&TcpRow>,
     known: &Known,
+    facts: Option<&ConnectionFacts>,
 ) -> ObservedSocket {
     let (pid, process) = owner_or_mover(known.owner.as_ref(), counters);
     ObservedSocket {
@@ -238,10 +273,11 @@ fn live_socket(
             generation: known.generation,
             active: true,
         }
-        .build(),
+        .build_with(facts),
         counters: kernel_counters(counters, known.packets),
         rx_queue: row.map_or(0, |r| r.rx_queue),
         tx_queue: row.map_or(0, |r| r.tx_queue),
+        http: facts.and_then(|f| f.http().cloned()),
     }
 }
 
@@ -250,6 +286,7 @@ fn closed_socket(
     addrs: Addrs,
     counters: &SockCounters,
     known: Option<Known>,
+    facts: Option<&ConnectionFacts>,
 ) -> ObservedSocket {
     let generation = known.as_ref().map_or_else(
         || kernel_generation(sock, counters.first_ns),
@@ -269,10 +306,11 @@ fn closed_socket(
             generation,
             active: false,
         }
-        .build(),
+        .build_with(facts),
         counters: kernel_counters(counters, known.map_or((0, 0), |k| k.packets)),
         rx_queue: 0,
         tx_queue: 0,
+        http: facts.and_then(|f| f.http().cloned()),
     }
 }
 

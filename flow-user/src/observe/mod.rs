@@ -3,6 +3,7 @@
 //! and tested with recorded observations.
 
 mod ebpf;
+mod facts;
 mod procfs;
 mod replay;
 
@@ -15,7 +16,7 @@ pub use self::procfs::ProcfsObserver;
 use crate::{
     ebpf::Rung,
     id::id_for,
-    model::{Counters, NetConnection, TcpState},
+    model::{Counters, HttpExchange, NetConnection, ProtocolSource, TcpState},
     protocol::protocol_by_ports,
 };
 pub use replay::Replay;
@@ -46,6 +47,8 @@ pub struct ObservedSocket {
     pub counters: Counters,
     pub rx_queue: u64,
     pub tx_queue: u64,
+    /// The latest HTTP exchange seen on it (eBPF mode with payload capture).
+    pub http: Option<HttpExchange>,
 }
 
 /// Everything an observer saw at one instant.
@@ -71,6 +74,8 @@ pub struct Health {
     pub evictions: u64,
     /// Close events lost (ring buffer full, or not read in time).
     pub close_drops: u64,
+    /// Payload prefixes lost (ring buffer full); their connections fall back to ports.
+    pub payload_drops: u64,
     /// Sockets the kernel program could not track at all.
     pub insert_failures: u64,
     /// Lines of `/proc/net/tcp{,6}` that could not be parsed.
@@ -85,6 +90,10 @@ pub trait Observer: Send {
     fn mode(&self) -> Mode;
     /// One line: which mode, which rung, and why.
     fn describe(&self) -> String;
+    /// Whether observations carry what payload prefixes showed (protocols, HTTP).
+    fn captures_payload(&self) -> bool {
+        false
+    }
 }
 
 /// The fields of a connection that observers fill in; the id and protocol follow from them.
@@ -102,10 +111,23 @@ pub(crate) struct ConnectionParts {
 }
 
 impl ConnectionParts {
+    /// The connection, its protocol by port.
     pub fn build(self) -> NetConnection {
+        self.build_with(None)
+    }
+
+    /// The connection; what the payload showed wins over the ports.
+    pub fn build_with(self, payload: Option<&facts::ConnectionFacts>) -> NetConnection {
+        let by_port = protocol_by_ports(self.remote.port(), self.local.port());
+        let from_payload = payload.and_then(|f| f.protocol(by_port));
         NetConnection {
             id: id_for(self.local, self.remote, self.generation),
-            protocol: protocol_by_ports(self.remote.port(), self.local.port()),
+            protocol: from_payload.unwrap_or(by_port),
+            protocol_source: if from_payload.is_some() {
+                ProtocolSource::Payload
+            } else {
+                ProtocolSource::Port
+            },
             local: self.local,
             remote: self.remote,
             state: self.state,

@@ -65,6 +65,7 @@ impl Observer for ProcfsObserver {
                     counters: info.map(TcpInfoRow::counters).unwrap_or_default(),
                     rx_queue: row.rx_queue,
                     tx_queue: row.tx_queue,
+                    http: None,
                 }
             })
             .collect();

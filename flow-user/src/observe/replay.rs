@@ -10,6 +10,7 @@ use super::{Mode, Observation, Observer};
 pub struct Replay {
     observations: VecDeque<Observation>,
     mode: Mode,
+    payload: bool,
 }
 
 impl Replay {
@@ -17,6 +18,7 @@ impl Replay {
         Replay {
             observations: observations.into_iter().collect(),
             mode,
+            payload: mode == Mode::Ebpf,
         }
     }
 }
@@ -37,5 +39,9 @@ impl Observer for Replay {
             "replaying {} recorded observations",
             self.observations.len()
         )
+    }
+
+    fn captures_payload(&self) -> bool {
+        self.payload
     }
 }

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flow_user::ebpf::{ClosedEvents, KernelProgram, LoadOptions};
+use flow_user::ebpf::{KernelEvents, KernelProgram, LoadOptions};
 
 /// Loads the kernel program. Without root it cannot: under CI that is a failure, elsewhere the
 /// test says loudly that it did not run.
@@ -114,14 +114,14 @@ pub fn peek(stream: &TcpStream, len: usize) -> isize {
 
 /// Collects close events until `done` says enough, or `limit` passes.
 pub fn collect_closed(
-    events: &ClosedEvents,
+    events: &KernelEvents,
     limit: Duration,
     mut done: impl FnMut(&[flow_common::SockClosed]) -> bool,
 ) -> Vec<flow_common::SockClosed> {
     let start = Instant::now();
     let mut all = Vec::new();
     loop {
-        all.extend(events.take());
+        all.extend(events.take_closed());
         if done(&all) || start.elapsed() > limit {
             return all;
         }

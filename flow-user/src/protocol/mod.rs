@@ -1,4 +1,7 @@
-//! Protocol classification: the seed's `detectProtocol`.
+//! Protocol classification: the seed's `detectProtocol` by port, and classification of the
+//! first bytes a connection carries ([`payload`]), which wins over the port.
+
+pub mod payload;
 
 use crate::model::{NetConnection, Protocol};
 

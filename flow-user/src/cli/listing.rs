@@ -1,0 +1,185 @@
+//! The listing commands: measure once, print one table or one JSON document.
+
+use anyhow::{bail, Result};
+
+use super::{
+    args::ListCommand,
+    commands::{report_losses, sort_by_rate},
+    output::{self, Table},
+};
+use crate::{model::ConnectionBandwidth, monitor::Monitor};
+
+pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
+    match command {
+        ListCommand::Bandwidth {
+            window,
+            filters,
+            json,
+        } => {
+            let mut rows = monitor.connection_bandwidth(window)?;
+            rows.retain(|bw| filters.matches(&bw.connection));
+            sort_by_rate(&mut rows);
+            report_losses(monitor);
+            if json {
+                output::json(&rows)
+            } else {
+                print_bandwidth(&rows)
+            }
+        }
+        ListCommand::Stats {
+            inode,
+            filters,
+            json,
+        } => {
+            let mut rows = monitor.read_socket_stats(Some(inode))?;
+            rows.retain(|s| filters.matches(&s.connection));
+            if inode != 0 && rows.is_empty() {
+                bail!("no TCP socket with inode {inode}");
+            }
+            if json {
+                return output::json(&rows);
+            }
+            let mut table = Table::new(&[
+                ("INODE", true),
+                ("LOCAL", false),
+                ("REMOTE", false),
+                ("STATE", false),
+                ("RECV-Q", true),
+                ("SEND-Q", true),
+                ("RX", true),
+                ("TX", true),
+                ("RX-PKTS", true),
+                ("TX-PKTS", true),
+                ("PROCESS", false),
+            ]);
+            for s in &rows {
+                table.row(vec![
+                    s.inode.to_string(),
+                    s.connection.local.to_string(),
+                    s.connection.remote.to_string(),
+                    s.connection.state.to_string(),
+                    s.rx_queue.to_string(),
+                    s.tx_queue.to_string(),
+                    output::bytes(s.rx_bytes),
+                    output::bytes(s.tx_bytes),
+                    s.rx_packets.to_string(),
+                    s.tx_packets.to_string(),
+                    output::owner(&s.connection),
+                ]);
+            }
+            Ok(table.print()?)
+        }
+        ListCommand::History {
+            window,
+            interval,
+            filters,
+            json,
+        } => {
+            let mut histories = monitor.collect_history(window, interval)?;
+            histories.retain(|h| {
+                monitor
+                    .tracker()
+                    .connection(&h.connection_id)
+                    .is_some_and(|c| filters.matches(c))
+            });
+            report_losses(monitor);
+            if json {
+                return output::json(&histories);
+            }
+            let mut table = Table::new(&[
+                ("ID", false),
+                ("LOCAL", false),
+                ("REMOTE", false),
+                ("PROCESS", false),
+                ("SAMPLES", true),
+                ("PEAK", true),
+                ("MEAN", true),
+            ]);
+            for h in &histories {
+                let Some(c) = monitor.tracker().connection(&h.connection_id) else {
+                    continue;
+                };
+                let totals: Vec<u64> = h
+                    .samples
+                    .iter()
+                    .map(|s| s.tx_bytes_per_second + s.rx_bytes_per_second)
+                    .collect();
+                let peak = totals.iter().copied().max().unwrap_or(0);
+                let mean = totals.iter().sum::<u64>() / totals.len().max(1) as u64;
+                table.row(vec![
+                    h.connection_id.clone(),
+                    c.local.to_string(),
+                    c.remote.to_string(),
+                    output::owner(c),
+                    h.samples.len().to_string(),
+                    output::rate(peak),
+                    output::rate(mean),
+                ]);
+            }
+            Ok(table.print()?)
+        }
+        ListCommand::Connections { filters, json } => {
+            let mut rows = monitor.connections()?;
+            rows.retain(|c| filters.matches(c));
+            if json {
+                return output::json(&rows);
+            }
+            let mut table = Table::new(&[
+                ("LOCAL", false),
+                ("REMOTE", false),
+                ("STATE", false),
+                ("PROTOCOL", false),
+                ("PROCESS", false),
+                ("UID", true),
+                ("INODE", true),
+            ]);
+            for c in &rows {
+                table.row(vec![
+                    c.local.to_string(),
+                    c.remote.to_string(),
+                    c.state.to_string(),
+                    c.protocol.to_string(),
+                    output::owner(c),
+                    c.uid.map_or("-".into(), |u| u.to_string()),
+                    c.inode.to_string(),
+                ]);
+            }
+            Ok(table.print()?)
+        }
+    }
+}
+
+fn print_bandwidth(rows: &[ConnectionBandwidth]) -> Result<()> {
+    let mut table = Table::new(&[
+        ("PROCESS", false),
+        ("LOCAL", false),
+        ("REMOTE", false),
+        ("PROTOCOL", false),
+        ("RX/S", true),
+        ("TX/S", true),
+        ("RX", true),
+        ("TX", true),
+        ("PKT/S", true),
+        ("STATE", false),
+    ]);
+    for bw in rows {
+        let c = &bw.connection;
+        table.row(vec![
+            output::owner(c),
+            c.local.to_string(),
+            c.remote.to_string(),
+            c.protocol.to_string(),
+            output::rate(bw.rx_bytes_per_second),
+            output::rate(bw.tx_bytes_per_second),
+            output::bytes(bw.rx_bytes),
+            output::bytes(bw.tx_bytes),
+            bw.packets_per_second.to_string(),
+            if c.active {
+                c.state.to_string()
+            } else {
+                "CLOSED".into()
+            },
+        ]);
+    }
+    Ok(table.print()?)
+}

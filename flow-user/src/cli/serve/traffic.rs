@@ -1,0 +1,269 @@
+//! The traffic series: bytes and segments as counters, summed by process name and protocol (a
+//! bounded set: no pids, no addresses), and on request one set per connection, capped. Counters
+//! only grow: each step adds what moved since the previous one, closed connections included.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::{Registry, Unit},
+};
+
+use crate::model::ConnectionBandwidth;
+
+const RX: &str = "rx";
+const TX: &str = "tx";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessBytes {
+    process: String,
+    protocol: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessSegments {
+    process: String,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionSegments {
+    id: String,
+    pid: String,
+    process: String,
+    protocol: &'static str,
+    local: String,
+    remote: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionBytes {
+    #[prometheus(flatten)]
+    connection: ConnectionSegments,
+    direction: &'static str,
+}
+
+/// A process series: its name (empty when unknown) and protocol.
+type ProcessKey = (String, &'static str);
+
+/// What moved for one key in one step.
+#[derive(Default)]
+struct Moved {
+    rx: u64,
+    tx: u64,
+    segments: u64,
+}
+
+pub struct Traffic {
+    process_bytes: Family<ProcessBytes, Counter>,
+    process_segments: Family<ProcessSegments, Counter>,
+    /// When each process series last had a connection (live or just closed).
+    process_seen: HashMap<ProcessKey, Instant>,
+    expire_after: Duration,
+    per_connection: Option<PerConnection>,
+}
+
+/// The optional per-connection series, at most `max` connections at a time.
+struct PerConnection {
+    bytes: Family<ConnectionBytes, Counter>,
+    segments: Family<ConnectionSegments, Counter>,
+    /// Connections that have series now, by id.
+    series: HashMap<String, ConnectionSegments>,
+    max: usize,
+    /// Connections of the last step left without a series by the cap.
+    refused: Gauge,
+}
+
+impl Traffic {
+    /// Registers the traffic series; `max_connections` is `Some` with `--per-connection`.
+    pub fn register(
+        registry: &mut Registry,
+        max_connections: Option<usize>,
+        expire_after: Duration,
+    ) -> Traffic {
+        let process_bytes = Family::default();
+        registry.register_with_unit(
+            "process",
+            "Bytes moved by the connections of each process name and protocol",
+            Unit::Bytes,
+            process_bytes.clone(),
+        );
+        let process_segments = Family::default();
+        registry.register(
+            "process_segments",
+            "TCP segments in plus out on the connections of each process name and protocol",
+            process_segments.clone(),
+        );
+        let per_connection = max_connections.map(|max| {
+            let per = PerConnection {
+                bytes: Family::default(),
+                segments: Family::default(),
+                series: HashMap::new(),
+                max,
+                refused: Gauge::default(),
+            };
+            registry.register_with_unit(
+                "connection",
+                "Bytes moved by one connection (--per-connection)",
+                Unit::Bytes,
+                per.bytes.clone(),
+            );
+            registry.register(
+                "connection_segments",
+                "TCP segments in plus out on one connection (--per-connection)",
+                per.segments.clone(),
+            );
+            registry.register(
+                "connections_without_series",
+                "Connections of the last step left without per-connection series by --max-series",
+                per.refused.clone(),
+            );
+            per
+        });
+        Traffic {
+            process_bytes,
+            process_segments,
+            process_seen: HashMap::new(),
+            expire_after,
+            per_connection,
+        }
+    }
+
+    /// Adds one step's movement and expires the series of what is gone.
+    pub fn record(&mut self, rows: &[ConnectionBandwidth], now: Instant) {
+        // Summed per key first: a few counter updates per step, not one per connection.
+        let mut moved: HashMap<(Option<&str>, &'static str), Moved> = HashMap::new();
+        for bw in rows {
+            let c = &bw.connection;
+            let sum = moved
+                .entry((c.process.as_deref(), c.protocol.name()))
+                .or_default();
+            sum.rx += bw.rx_bytes;
+            sum.tx += bw.tx_bytes;
+            sum.segments += segments(bw);
+        }
+        for ((process, protocol), sum) in moved {
+            let process = process.unwrap_or_default().to_string();
+            for (direction, n) in [(RX, sum.rx), (TX, sum.tx)] {
+                let labels = ProcessBytes {
+                    process: process.clone(),
+                    protocol,
+                    direction,
+                };
+                self.process_bytes.get_or_create(&labels).inc_by(n);
+            }
+            let labels = ProcessSegments {
+                process: process.clone(),
+                protocol,
+            };
+            self.process_segments
+                .get_or_create(&labels)
+                .inc_by(sum.segments);
+            self.process_seen.insert((process, protocol), now);
+        }
+        self.expire_processes(now);
+        if let Some(per) = &mut self.per_connection {
+            per.record(rows);
+        }
+    }
+
+    /// Series of a process name with no connection for `expire_after` go: the process exited
+    /// (or stopped using the network), and its name must not hold a series forever.
+    fn expire_processes(&mut self, now: Instant) {
+        let expire_after = self.expire_after;
+        let (bytes, segments) = (&self.process_bytes, &self.process_segments);
+        self.process_seen.retain(|(process, protocol), seen| {
+            let keep = now.saturating_duration_since(*seen) < expire_after;
+            if !keep {
+                for direction in [RX, TX] {
+                    bytes.remove(&ProcessBytes {
+                        process: process.clone(),
+                        protocol,
+                        direction,
+                    });
+                }
+                segments.remove(&ProcessSegments {
+                    process: process.clone(),
+                    protocol,
+                });
+            }
+            keep
+        });
+    }
+}
+
+impl PerConnection {
+    /// A connection keeps its series while it is listed: a closed one is listed once more (with
+    /// its last bytes), and its series go at the next step.
+    fn record(&mut self, rows: &[ConnectionBandwidth]) {
+        let listed: HashSet<&str> = rows.iter().map(|bw| bw.connection.id.as_str()).collect();
+        let gone: Vec<String> = self
+            .series
+            .keys()
+            .filter(|id| !listed.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(labels) = self.series.remove(&id) {
+                self.remove(labels);
+            }
+        }
+        let mut refused = 0;
+        for bw in rows {
+            let c = &bw.connection;
+            if !self.series.contains_key(&c.id) {
+                if self.series.len() >= self.max {
+                    refused += 1;
+                    continue;
+                }
+                let labels = ConnectionSegments {
+                    id: c.id.clone(),
+                    pid: c.pid.map_or(String::new(), |p| p.to_string()),
+                    process: c.process.clone().unwrap_or_default(),
+                    protocol: c.protocol.name(),
+                    local: c.local.to_string(),
+                    remote: c.remote.to_string(),
+                };
+                self.series.insert(c.id.clone(), labels);
+            }
+            let Some(labels) = self.series.get(&c.id) else {
+                continue;
+            };
+            for (direction, n) in [(RX, bw.rx_bytes), (TX, bw.tx_bytes)] {
+                let key = ConnectionBytes {
+                    connection: labels.clone(),
+                    direction,
+                };
+                self.bytes.get_or_create(&key).inc_by(n);
+            }
+            self.segments.get_or_create(labels).inc_by(segments(bw));
+        }
+        self.refused.set(refused);
+    }
+
+    fn remove(&self, labels: ConnectionSegments) {
+        for direction in [RX, TX] {
+            self.bytes.remove(&ConnectionBytes {
+                connection: labels.clone(),
+                direction,
+            });
+        }
+        self.segments.remove(&labels);
+    }
+}
+
+/// Segments moved in the step. The bandwidth carries only their rate, truncated, so this rounds
+/// up: exact for steps up to a second, at most a segment or two high for longer ones.
+fn segments(bw: &ConnectionBandwidth) -> u64 {
+    let scaled = u128::from(bw.packets_per_second) * bw.sample_window.as_nanos();
+    u64::try_from(scaled.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+#[path = "traffic_tests.rs"]
+mod tests;

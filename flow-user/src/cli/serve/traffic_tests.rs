@@ -1,0 +1,120 @@
+use std::time::{Duration, Instant};
+
+use prometheus_client::{encoding::text::encode, registry::Registry};
+
+use super::Traffic;
+use crate::{
+    model::{ConnectionBandwidth, NetConnection, TcpState},
+    observe::ConnectionParts,
+};
+
+fn connection(port: u16, process: &str, active: bool) -> NetConnection {
+    ConnectionParts {
+        local: format!("127.0.0.1:{port}").parse().unwrap(),
+        remote: "127.0.0.1:80".parse().unwrap(),
+        state: TcpState::Established,
+        inode: u64::from(port),
+        uid: None,
+        pid: Some(7),
+        process: Some(process.to_string()),
+        cookie: None,
+        generation: u64::from(port),
+        active,
+    }
+    .build()
+}
+
+fn moved(port: u16, process: &str, rx: u64, tx: u64, active: bool) -> ConnectionBandwidth {
+    ConnectionBandwidth {
+        connection: connection(port, process, active),
+        tx_bytes: tx,
+        rx_bytes: rx,
+        tx_bytes_per_second: tx,
+        rx_bytes_per_second: rx,
+        bytes_per_second: rx + tx,
+        packets_per_second: 3,
+        sample_window: Duration::from_secs(1),
+    }
+}
+
+fn text(registry: &Registry) -> String {
+    let mut out = String::new();
+    encode(&mut out, registry).unwrap();
+    out
+}
+
+fn value(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn bytes_add_up_per_process_and_protocol_including_closed_connections() {
+    let mut registry = Registry::default();
+    let mut traffic = Traffic::register(&mut registry, None, Duration::from_secs(60));
+    let now = Instant::now();
+    traffic.record(
+        &[
+            moved(1, "curl", 100, 10, true),
+            moved(2, "curl", 5, 1, true),
+        ],
+        now,
+    );
+    // Connection 2 closed since: its last bytes still count.
+    traffic.record(
+        &[moved(1, "curl", 50, 0, true), moved(2, "curl", 7, 0, false)],
+        now + Duration::from_secs(1),
+    );
+    let out = text(&registry);
+    let rx = r#"process_bytes_total{process="curl",protocol="HTTP",direction="rx"}"#;
+    let tx = r#"process_bytes_total{process="curl",protocol="HTTP",direction="tx"}"#;
+    assert_eq!(value(&out, rx), Some(162), "{out}");
+    assert_eq!(value(&out, tx), Some(11));
+    let segments = r#"process_segments_total{process="curl",protocol="HTTP"}"#;
+    assert_eq!(value(&out, segments), Some(12));
+    assert!(
+        !out.contains("connection_bytes"),
+        "no per-connection series by default"
+    );
+}
+
+#[test]
+fn a_process_without_connections_expires() {
+    let mut registry = Registry::default();
+    let mut traffic = Traffic::register(&mut registry, None, Duration::from_secs(5));
+    let start = Instant::now();
+    traffic.record(&[moved(1, "gone", 1, 1, false)], start);
+    traffic.record(
+        &[moved(2, "stays", 1, 1, true)],
+        start + Duration::from_secs(4),
+    );
+    assert!(text(&registry).contains("gone"));
+    traffic.record(
+        &[moved(2, "stays", 1, 1, true)],
+        start + Duration::from_secs(6),
+    );
+    let out = text(&registry);
+    assert!(!out.contains("gone") && out.contains("stays"), "{out}");
+}
+
+#[test]
+fn per_connection_series_are_capped_and_go_after_the_close() {
+    let mut registry = Registry::default();
+    let mut traffic = Traffic::register(&mut registry, Some(2), Duration::from_secs(60));
+    let now = Instant::now();
+    let rows = [
+        moved(1, "a", 1, 1, true),
+        moved(2, "a", 1, 1, false),
+        moved(3, "a", 1, 1, true),
+    ];
+    traffic.record(&rows, now);
+    let out = text(&registry);
+    assert_eq!(out.matches("connection_bytes_total{").count(), 4, "{out}");
+    assert_eq!(value(&out, "connections_without_series"), Some(1));
+    // The closed one is gone at the next step, which frees a place for connection 3.
+    traffic.record(&[moved(1, "a", 1, 1, true), moved(3, "a", 1, 1, true)], now);
+    let out = text(&registry);
+    assert!(!out.contains("127.0.0.1:2\""), "{out}");
+    assert!(out.contains("127.0.0.1:3\""), "{out}");
+    assert_eq!(value(&out, "connections_without_series"), Some(0));
+}

@@ -1,0 +1,149 @@
+//! `flow top`: the connections using the network now, busiest first, refreshed every interval.
+//! Draws with ratatui on a terminal; prints plain tables when stdout is not one, or with `--once`.
+
+mod draw;
+mod plain;
+mod terminal;
+mod view;
+
+use std::{
+    collections::HashMap,
+    io::{self, IsTerminal},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use ratatui::crossterm::event::{Event, KeyEventKind};
+
+use self::{
+    draw::SPARK_WIDTH,
+    terminal::Screen,
+    view::{Action, View},
+};
+use super::{
+    args::{Filters, TopArgs},
+    commands::{open_monitor, short_history},
+    interrupt::{Interrupt, Interrupted},
+    output,
+};
+use crate::{
+    model::ConnectionBandwidth,
+    monitor::{Monitor, MonitorOptions},
+};
+
+/// Longest wait for a key before the signal flag is checked again.
+const KEY_WAIT: Duration = Duration::from_millis(200);
+
+pub fn run(args: &TopArgs, mut options: MonitorOptions, interrupt: &Interrupt) -> Result<()> {
+    // Only the sparkline's worth of history: bounded memory with many connections.
+    options.history = short_history(SPARK_WIDTH, args.interval);
+    let mut monitor = open_monitor(&options, interrupt)?;
+    if args.once {
+        let rows = monitor.connection_bandwidth(args.interval)?;
+        let view = view_of(&monitor, rows, &args.filters, HashMap::new());
+        return plain::print(&view, args.interval, args.limit);
+    }
+    let result = if io::stdout().is_terminal() {
+        live(&mut monitor, args, interrupt)
+    } else {
+        stream(&mut monitor, args, interrupt)
+    };
+    // A signal is how a person stops `flow top`: a normal end, not a failure.
+    match result {
+        Err(err) if err.is::<Interrupted>() => Ok(()),
+        other => other,
+    }
+}
+
+/// Draws the view every interval and answers keys in between.
+fn live(monitor: &mut Monitor, args: &TopArgs, interrupt: &Interrupt) -> Result<()> {
+    monitor.step()?;
+    let mut screen = Screen::start()?;
+    let mut view = View::default();
+    view.health = monitor.health().clone();
+    let mut next = Instant::now() + args.interval;
+    let mut dirty = true;
+    while !interrupt.raised() {
+        if dirty {
+            screen.draw(|frame| draw::frame(frame, &view, args.interval, args.limit))?;
+            dirty = false;
+        }
+        let now = Instant::now();
+        if now >= next {
+            let rows = filtered(monitor.step()?, &args.filters);
+            let history = if view.paused {
+                HashMap::new()
+            } else {
+                sparklines(monitor, &rows, args.interval)
+            };
+            view.update(rows, history, monitor.health().clone());
+            // A late tick is not made up for: the next one is a whole interval away.
+            next = (next + args.interval).max(now + args.interval / 2);
+            dirty = true;
+            continue;
+        }
+        match screen.next_event((next - now).min(KEY_WAIT))? {
+            Some(Event::Key(key)) if key.kind == KeyEventKind::Press => match view.key(key) {
+                Action::Quit => return Ok(()),
+                Action::Redraw => dirty = true,
+                Action::Ignored => {}
+            },
+            Some(Event::Resize(..)) => dirty = true,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Prints one plain table every interval until a signal (or a closed pipe) ends it.
+fn stream(monitor: &mut Monitor, args: &TopArgs, interrupt: &Interrupt) -> Result<()> {
+    monitor.step()?;
+    loop {
+        interrupt.sleep(args.interval)?;
+        let rows = monitor.step()?;
+        let view = view_of(monitor, rows, &args.filters, HashMap::new());
+        plain::print(&view, args.interval, args.limit)?;
+        output::lines(&[""])?;
+    }
+}
+
+fn view_of(
+    monitor: &Monitor,
+    rows: Vec<ConnectionBandwidth>,
+    filters: &Filters,
+    history: HashMap<String, Vec<u64>>,
+) -> View {
+    let mut view = View::default();
+    view.update(filtered(rows, filters), history, monitor.health().clone());
+    view
+}
+
+fn filtered(mut rows: Vec<ConnectionBandwidth>, filters: &Filters) -> Vec<ConnectionBandwidth> {
+    rows.retain(|bw| filters.matches(&bw.connection));
+    rows
+}
+
+/// Each shown connection's recent total rates, from the tracker's history.
+fn sparklines(
+    monitor: &Monitor,
+    rows: &[ConnectionBandwidth],
+    interval: Duration,
+) -> HashMap<String, Vec<u64>> {
+    let shown: std::collections::HashSet<&str> =
+        rows.iter().map(|bw| bw.connection.id.as_str()).collect();
+    let window = interval.saturating_mul(SPARK_WIDTH as u32);
+    monitor
+        .tracker()
+        .history(window)
+        .into_iter()
+        .filter(|h| shown.contains(h.connection_id.as_str()))
+        .map(|h| {
+            let totals = h
+                .samples
+                .iter()
+                .map(|s| s.tx_bytes_per_second + s.rx_bytes_per_second)
+                .collect();
+            (h.connection_id, totals)
+        })
+        .collect()
+}

@@ -1,0 +1,202 @@
+//! What `flow top` shows, apart from how it is drawn: the rows, their order, the totals, and the
+//! keys that change them. Pure, so the behaviour behind each key is unit-tested without a
+//! terminal.
+
+use std::{cmp::Ordering, collections::HashMap, time::Duration};
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::{cli::output, model::ConnectionBandwidth, observe::Health};
+
+/// The order of the rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// Receive plus send rate, busiest first.
+    #[default]
+    Total,
+    Rx,
+    Tx,
+    /// Process name, then pid; busiest first within one process.
+    Process,
+}
+
+impl SortKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            SortKey::Total => "total",
+            SortKey::Rx => "rx",
+            SortKey::Tx => "tx",
+            SortKey::Process => "process",
+        }
+    }
+
+    fn compare(self, a: &ConnectionBandwidth, b: &ConnectionBandwidth) -> Ordering {
+        let by_total = b.bytes_per_second.cmp(&a.bytes_per_second);
+        let primary = match self {
+            SortKey::Total => Ordering::Equal,
+            SortKey::Rx => b.rx_bytes_per_second.cmp(&a.rx_bytes_per_second),
+            SortKey::Tx => b.tx_bytes_per_second.cmp(&a.tx_bytes_per_second),
+            SortKey::Process => {
+                let (a, b) = (&a.connection, &b.connection);
+                // Unknown owners last.
+                (a.process.is_none(), &a.process, a.pid).cmp(&(
+                    b.process.is_none(),
+                    &b.process,
+                    b.pid,
+                ))
+            }
+        };
+        // Ties in address order, so equal rows do not swap places between refreshes.
+        primary
+            .then(by_total)
+            .then_with(|| a.connection.local.cmp(&b.connection.local))
+            .then_with(|| a.connection.remote.cmp(&b.connection.remote))
+    }
+}
+
+/// What a key asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    /// The view changed: draw it again.
+    Redraw,
+    Ignored,
+}
+
+/// One connection's line.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub bandwidth: ConnectionBandwidth,
+    /// Its total rate over the last samples, oldest first (the sparkline).
+    pub history: Vec<u64>,
+}
+
+/// The state of the screen.
+#[derive(Debug, Default)]
+pub struct View {
+    pub sort: SortKey,
+    /// While paused, measurements go on but the rows on screen stay as they were.
+    pub paused: bool,
+    /// Rows scrolled off the top.
+    pub scroll: usize,
+    /// At least one interval has been measured (the first only sets a baseline).
+    pub measured: bool,
+    pub health: Health,
+    rows: Vec<Row>,
+}
+
+impl View {
+    /// Rows in display order.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// Receive and send rate summed over the rows.
+    pub fn totals(&self) -> (u64, u64) {
+        self.rows.iter().fold((0, 0), |(rx, tx), row| {
+            (
+                rx + row.bandwidth.rx_bytes_per_second,
+                tx + row.bandwidth.tx_bytes_per_second,
+            )
+        })
+    }
+
+    /// Two lines: the mode and rung, interval, order and pause; then the totals and what the
+    /// kernel side lost (evicted map entries, dropped close events and untracked sockets).
+    pub fn headline(&self, interval: Duration) -> [String; 2] {
+        let health = &self.health;
+        let mode = health.mode.map_or("-", |m| m.name());
+        let rung = health.rung.map_or(String::new(), |r| format!(", rung {r}"));
+        let paused = if self.paused { "  [PAUSED]" } else { "" };
+        let first = format!(
+            "flow top  mode {mode}{rung}  every {}  sort: {}{paused}",
+            humantime::format_duration(interval),
+            self.sort.name()
+        );
+        if !self.measured {
+            return [first, "measuring the first interval...".into()];
+        }
+        let (rx, tx) = self.totals();
+        let map = if health.map_capacity > 0 {
+            format!("  map {}/{}", health.map_entries, health.map_capacity)
+        } else {
+            String::new()
+        };
+        let second = format!(
+            "{} connections  rx {}  tx {}{map}  evicted {}  dropped {}",
+            self.rows.len(),
+            output::rate(rx),
+            output::rate(tx),
+            health.evictions,
+            health.close_drops + health.insert_failures,
+        );
+        [first, second]
+    }
+
+    /// Takes one interval's measurement; `history` maps connection ids to their sparkline
+    /// values. The health is always current; the rows only when not paused.
+    pub fn update(
+        &mut self,
+        bandwidth: Vec<ConnectionBandwidth>,
+        mut history: HashMap<String, Vec<u64>>,
+        health: Health,
+    ) {
+        self.health = health;
+        if self.paused {
+            return;
+        }
+        self.measured = true;
+        self.rows = bandwidth
+            .into_iter()
+            .map(|bw| Row {
+                history: history.remove(&bw.connection.id).unwrap_or_default(),
+                bandwidth: bw,
+            })
+            .collect();
+        self.sort_rows();
+    }
+
+    pub fn key(&mut self, key: KeyEvent) -> Action {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('c') if ctrl => Action::Quit,
+            KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
+            KeyCode::Char('t') => self.sort_by(SortKey::Total),
+            KeyCode::Char('r') => self.sort_by(SortKey::Rx),
+            KeyCode::Char('s') => self.sort_by(SortKey::Tx),
+            KeyCode::Char('p') => self.sort_by(SortKey::Process),
+            KeyCode::Char(' ') => {
+                self.paused = !self.paused;
+                Action::Redraw
+            }
+            KeyCode::Down | KeyCode::Char('j') => self.scroll_to(self.scroll.saturating_add(1)),
+            KeyCode::Up | KeyCode::Char('k') => self.scroll_to(self.scroll.saturating_sub(1)),
+            KeyCode::PageDown => self.scroll_to(self.scroll.saturating_add(10)),
+            KeyCode::PageUp => self.scroll_to(self.scroll.saturating_sub(10)),
+            KeyCode::Home => self.scroll_to(0),
+            _ => Action::Ignored,
+        }
+    }
+
+    fn sort_by(&mut self, sort: SortKey) -> Action {
+        self.sort = sort;
+        self.sort_rows();
+        Action::Redraw
+    }
+
+    fn scroll_to(&mut self, scroll: usize) -> Action {
+        self.scroll = scroll.min(self.rows.len().saturating_sub(1));
+        Action::Redraw
+    }
+
+    fn sort_rows(&mut self) {
+        let sort = self.sort;
+        self.rows
+            .sort_by(|a, b| sort.compare(&a.bandwidth, &b.bandwidth));
+        self.scroll = self.scroll.min(self.rows.len().saturating_sub(1));
+    }
+}
+
+#[cfg(test)]
+#[path = "view_tests.rs"]
+mod tests;
