@@ -14,7 +14,11 @@ use flow_common::{
     PAYLOAD_RING_BYTES, PENDING_ENTRIES,
 };
 
-use crate::{counting::bump, field, maps::SOCKETS};
+use crate::{
+    counting::{bump, wakeup_flags},
+    field,
+    maps::SOCKETS,
+};
 
 /// Bytes to copy per captured message; 0 turns capture off. Set by the loader (read-only data,
 /// so the verifier prunes the capture path from the counting hooks when it is 0).
@@ -181,7 +185,7 @@ fn capture_prefix(pending: &PendingIo) {
         );
         (*event).len = if copied == 0 { len as u32 } else { 0 };
     }
-    slot.submit(0);
+    slot.submit(wakeup_flags(&PAYLOADS, PAYLOAD_RING_BYTES));
 }
 
 /// The cheap first-bytes check: does the buffer start an HTTP/1.x request or response?
