@@ -1,11 +1,11 @@
 //! The one piece of logic every rung shares: add a byte count to a socket's entry.
 
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-use aya_ebpf::maps::RingBuf;
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-    bpf_probe_read_kernel,
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    bpf_probe_read_kernel_buf,
 };
+use aya_ebpf::maps::RingBuf;
 use flow_common::{
     stat, SockClosed, SockCounters, SockKey, SockTuple, AF_INET, AF_INET6, CLOSED_RING_BYTES,
     DIRECTION_RX, DIRECTION_TX,
@@ -69,12 +69,20 @@ fn create(sk: SockKey) -> Option<*mut SockCounters> {
     let fresh = SockCounters {
         first_ns: now,
         last_ns: now,
-        tuple: read_tuple(sk),
         ..SockCounters::default()
     };
     // NOEXIST: another CPU may have created it meanwhile; then its entry is the one to use.
     match SOCKETS.insert(&sk, &fresh, aya_ebpf::bindings::BPF_NOEXIST as u64) {
-        Ok(()) => bump(stat::INSERTS),
+        Ok(()) => {
+            bump(stat::INSERTS);
+            // The tuple is read straight into the map value: built on the stack (16-byte arrays
+            // copied byte by byte) it took this frame to 456+ bytes, past the 512-byte combined
+            // stack limit of kernels without BPF private stacks (6.1, 6.12).
+            if let Some(entry) = SOCKETS.get_ptr_mut(&sk) {
+                // SAFETY: `entry` comes from a successful lookup.
+                unsafe { read_tuple(sk, &mut (*entry).tuple) };
+            }
+        }
         Err(_) => {
             if SOCKETS.get_ptr_mut(&sk).is_none() {
                 bump(stat::INSERT_FAILURES);
@@ -85,39 +93,38 @@ fn create(sk: SockKey) -> Option<*mut SockCounters> {
     SOCKETS.get_ptr_mut(&sk)
 }
 
-/// Reads the 4-tuple from `struct sock_common`; a failed read leaves zeros (family 0).
-fn read_tuple(sk: SockKey) -> SockTuple {
+/// Reads the 4-tuple from `struct sock_common` into a zeroed `tuple`; a failed read leaves
+/// family 0.
+#[inline(always)]
+unsafe fn read_tuple(sk: SockKey, tuple: &mut SockTuple) {
     let base = sk as *const u8;
     let read16 = |off: usize| unsafe { bpf_probe_read_kernel(base.add(off) as *const u16) };
-    let mut tuple = SockTuple::default();
     let (Ok(family), Ok(dport), Ok(num)) = (
         read16(sock_common::FAMILY),
         read16(sock_common::DPORT),
         read16(sock_common::NUM),
     ) else {
-        return tuple;
+        return;
     };
-    let (local, remote, len) = match family {
-        AF_INET => (sock_common::RCV_SADDR, sock_common::DADDR, 4),
-        AF_INET6 => (sock_common::V6_RCV_SADDR, sock_common::V6_DADDR, 16),
-        _ => return tuple,
+    // IPv4 fills the first 4 bytes; the rest stays zero from the fresh entry.
+    let read =
+        |off: usize, to: &mut [u8]| unsafe { bpf_probe_read_kernel_buf(base.add(off), to).is_ok() };
+    let ok = match family {
+        AF_INET => {
+            read(sock_common::RCV_SADDR, &mut tuple.local_addr[..4])
+                && read(sock_common::DADDR, &mut tuple.remote_addr[..4])
+        }
+        AF_INET6 => {
+            read(sock_common::V6_RCV_SADDR, &mut tuple.local_addr)
+                && read(sock_common::V6_DADDR, &mut tuple.remote_addr)
+        }
+        _ => false,
     };
-    let local_addr = unsafe { bpf_probe_read_kernel(base.add(local) as *const [u8; 16]) };
-    let remote_addr = unsafe { bpf_probe_read_kernel(base.add(remote) as *const [u8; 16]) };
-    let (Ok(local_addr), Ok(remote_addr)) = (local_addr, remote_addr) else {
-        return tuple;
-    };
-    tuple.family = family;
-    tuple.local_port = num;
-    tuple.remote_port = u16::from_be(dport);
-    // IPv4 reads 16 bytes for one fixed-size helper call; only the first 4 are the address.
-    tuple.local_addr = local_addr;
-    tuple.remote_addr = remote_addr;
-    if len == 4 {
-        tuple.local_addr[4..].fill(0);
-        tuple.remote_addr[4..].fill(0);
+    if ok {
+        tuple.family = family;
+        tuple.local_port = num;
+        tuple.remote_port = u16::from_be(dport);
     }
-    tuple
 }
 
 /// The socket is gone: forget it and hand its final counters to userspace.

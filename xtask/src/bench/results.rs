@@ -1,0 +1,171 @@
+//! What one benchmark run measured: plain data, filled by the sections, read by the report.
+
+use super::bpf::ProgStats;
+
+#[derive(Debug, Default)]
+pub struct Results {
+    /// UTC, `YYYY-MM-DDTHH-MM-SSZ` (also the report's file name).
+    pub timestamp: String,
+    pub quick: bool,
+    /// `(tool, version)` in the order they were asked.
+    pub versions: Vec<(String, String)>,
+    /// The attach rung flow took, from its stderr line.
+    pub rung: Option<String>,
+    pub overhead: Vec<Overhead>,
+    pub costs: Vec<Cost>,
+    pub scale: Vec<Scale>,
+    pub churn: Option<Churn>,
+    pub startup: Option<Startup>,
+    /// Installs, skipped peers, missing metrics, deviations: one sentence each.
+    pub notes: Vec<String>,
+}
+
+/// One monitor (flow or a peer) at one iperf3 write size, over alternating pairs.
+#[derive(Debug, Default, Clone)]
+pub struct Overhead {
+    pub tool: String,
+    /// iperf3 `-l`: `64` or `128K`.
+    pub size: String,
+    /// Throughput with the monitor / the adjacent baseline, one per pair.
+    pub ratios: Vec<f64>,
+    /// The monitor's own CPU seconds per second of traffic, one per pair.
+    pub cores: Vec<f64>,
+    /// Baseline throughput of the same pairs, Gbit/s.
+    pub baseline_gbps: Vec<f64>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// `kernel.bpf_stats_enabled` counters of one monitor's programs over one iperf3 run.
+#[derive(Debug, Clone)]
+pub struct Cost {
+    pub tool: String,
+    pub size: String,
+    pub seconds: f64,
+    pub programs: Vec<ProgStats>,
+}
+
+/// What a program does, by flow's naming (`flow_tx_*`, `flow_enter_*`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Runs once per send or receive: the per-event cost.
+    Count,
+    /// Payload capture on the syscall tracepoints.
+    Capture,
+    /// Once per socket (destroy).
+    Lifecycle,
+}
+
+pub fn role(tool: &str, program: &str) -> Role {
+    if !tool.starts_with("flow") {
+        // A peer's programs (bpftrace's two tracepoints) all count.
+        return Role::Count;
+    }
+    if program.starts_with("flow_tx") || program.starts_with("flow_rx") {
+        Role::Count
+    } else if program.starts_with("flow_enter") || program.starts_with("flow_exit") {
+        Role::Capture
+    } else {
+        Role::Lifecycle
+    }
+}
+
+impl Cost {
+    fn sums(&self, wanted: impl Fn(Role) -> bool) -> (u64, u64) {
+        self.programs
+            .iter()
+            .filter(|p| wanted(role(&self.tool, &p.name)))
+            .fold((0, 0), |(t, c), p| (t + p.run_time_ns, c + p.run_cnt))
+    }
+
+    /// Counted events (sends and receives) during the run.
+    pub fn events(&self) -> u64 {
+        self.sums(|r| r == Role::Count).1
+    }
+
+    /// ns per counted event in the counting programs alone.
+    pub fn count_ns(&self) -> Option<f64> {
+        let (time, count) = self.sums(|r| r == Role::Count);
+        (count > 0).then(|| time as f64 / count as f64)
+    }
+
+    /// ns per counted event of every program (capture and lifecycle included).
+    pub fn total_ns(&self) -> Option<f64> {
+        let (time, _) = self.sums(|_| true);
+        let events = self.events();
+        (events > 0).then(|| time as f64 / events as f64)
+    }
+
+    /// Share of one core spent in these programs.
+    pub fn kernel_cores(&self) -> f64 {
+        let (time, _) = self.sums(|_| true);
+        time as f64 / 1e9 / self.seconds.max(1e-9)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Scale {
+    pub connections: u64,
+    /// Connections that move 1 KiB each way every second.
+    pub active: u64,
+    /// Processes holding the sockets (the fd limit caps each one).
+    pub holders: usize,
+    /// Seconds to open every connection.
+    pub setup_s: f64,
+    /// Seconds flow was measured over (after every socket had moved a byte).
+    pub measured_s: f64,
+    pub cores: Option<f64>,
+    pub peak_rss_kib: Option<u64>,
+    /// Entries in flow's per-socket map once every socket had moved a byte.
+    pub map_entries: Option<u64>,
+    /// Per-poll timings from `flow -v`, when flow prints them.
+    pub drain_ms: Vec<f64>,
+    pub owners_ms: Vec<f64>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Churn {
+    /// Target connections per second and for how long.
+    pub rate: u64,
+    pub seconds: u64,
+    pub planned: u64,
+    /// Connections that completed (connect, write, server read, close).
+    pub done: u64,
+    pub failed: u64,
+    pub achieved_rate: f64,
+    pub bytes_per_connection: u64,
+    /// Bytes the clients wrote and the server read.
+    pub written: u64,
+    pub moved: u64,
+    /// flow's totals for the generator's port: client sends, server receives, and the
+    /// directions that carried nothing (must be 0).
+    pub reported_tx: u64,
+    pub reported_rx: u64,
+    pub reported_other: u64,
+    pub rows: u64,
+    pub warnings: Vec<String>,
+    pub map_before: Option<u64>,
+    pub map_after: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl Churn {
+    pub fn exact(&self) -> bool {
+        self.error.is_none()
+            && self.moved > 0
+            && self.reported_tx == self.moved
+            && self.reported_rx == self.moved
+            && self.reported_other == 0
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Startup {
+    /// From spawn to the "attached" line, ms.
+    pub attached_ms: Vec<f64>,
+    /// From spawn to exit with `--window 100ms` (first and only sample printed), ms.
+    pub exit_ms: Vec<f64>,
+    pub error: Option<String>,
+}
