@@ -229,8 +229,14 @@ pub struct SocketStats {
     /// Bytes sent but not yet acknowledged by the peer.
     pub tx_queue: u64,
     pub inode: u64,
+    /// eBPF mode: bytes the application read (since the monitor started); procfs mode: bytes
+    /// the kernel received (`tcp_info.bytes_received`, since the socket opened). They differ by
+    /// what is still queued (`rx_queue`).
     pub rx_bytes: u64,
+    /// eBPF mode: bytes the application queued for sending (since the monitor started); procfs
+    /// mode: payload bytes sent at least once (`bytes_sent - bytes_retrans`).
     pub tx_bytes: u64,
+    /// Segments received and sent (sock_diag `segs_in`/`segs_out`, the kernel's own counts).
     pub rx_packets: u64,
     pub tx_packets: u64,
 }

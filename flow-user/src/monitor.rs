@@ -258,8 +258,14 @@ impl Monitor {
         let steps = (window.as_nanos() / interval.as_nanos().max(1)).max(1) as u32;
         self.tracker.reset_baseline();
         self.step()?;
-        for _ in 0..steps {
-            (self.sleep)(interval)?;
+        // A fixed schedule from the first observation: slow observations must not stretch it.
+        let start = self.tracker.last_snapshot_time();
+        for k in 1..=steps {
+            let wait = match (start, self.tracker.last_snapshot_time()) {
+                (Some(start), Some(last)) => (start + interval * k).saturating_duration_since(last),
+                _ => interval,
+            };
+            (self.sleep)(wait)?;
             self.step()?;
         }
         Ok(self.connection_history(window))

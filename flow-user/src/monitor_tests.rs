@@ -375,3 +375,53 @@ fn parts_of(c: &NetConnection) -> ConnectionParts {
         active: c.active,
     }
 }
+
+/// An observer on a simulated clock: every observation costs `cost`, and the monitor's sleeper
+/// advances the same clock. Connection `a` moves 1,000 bytes per simulated millisecond.
+struct SlowObserver {
+    t0: Instant,
+    clock: Arc<Mutex<Duration>>,
+    cost: Duration,
+    a: NetConnection,
+}
+
+impl Observer for SlowObserver {
+    fn observe(&mut self) -> Result<Observation> {
+        let mut now = self.clock.lock().unwrap();
+        *now += self.cost;
+        let bytes = now.as_millis() as u64 * 1_000;
+        Ok(obs(self.t0 + *now, vec![sock(&self.a, bytes, 0)]))
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::Procfs
+    }
+
+    fn describe(&self) -> String {
+        "simulated clock".into()
+    }
+}
+
+#[test]
+fn collect_history_keeps_its_schedule_when_observing_is_slow() {
+    let clock = Arc::new(Mutex::new(Duration::ZERO));
+    let a = conn(40000, 11);
+    let mut monitor = Monitor::with_observer(
+        Box::new(SlowObserver {
+            t0: Instant::now(),
+            clock: Arc::clone(&clock),
+            cost: Duration::from_millis(800),
+            a: a.clone(),
+        }),
+        HistoryLimits::default(),
+    );
+    let ticking = Arc::clone(&clock);
+    monitor.set_sleeper(Box::new(move |d| {
+        *ticking.lock().unwrap() += d;
+        Ok(())
+    }));
+    let histories = monitor.collect_history(5 * SEC, SEC).unwrap();
+    let h = histories.iter().find(|h| h.connection_id == a.id).unwrap();
+    let at: Vec<Duration> = h.samples.iter().map(|s| s.at).collect();
+    assert!((4..=6).contains(&at.len()), "samples at {at:?}");
+}

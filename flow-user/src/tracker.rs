@@ -39,7 +39,12 @@ impl Default for HistoryLimits {
 struct Previous {
     counters: Counters,
     active: bool,
+    /// When the connection was last in an observation.
+    seen: Instant,
 }
+
+/// How long the counters of a connection that vanished without a close event are kept.
+const VANISHED_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 struct History {
@@ -190,17 +195,28 @@ impl Tracker {
     }
 
     fn set_baseline(&mut self, observation: &Observation) {
-        self.previous_snapshots = all_sockets(observation)
+        let at = observation.at;
+        let mut next: HashMap<String, Previous> = all_sockets(observation)
             .map(|s| {
                 let previous = Previous {
                     counters: s.counters,
                     active: s.connection.active,
+                    seen: at,
                 };
                 (s.connection.id.clone(), previous)
             })
             .collect();
-        self.previous_snapshots.retain(|_, p| p.active);
-        self.last_snapshot_time = Some(observation.at);
+        // A connection missing from this observation may still have its close event on the way
+        // (the kernel deleted its entry, the event is not read yet): keep its counters a while,
+        // or its final counters would later be counted again from zero.
+        for (id, previous) in self.previous_snapshots.drain() {
+            if previous.active && at.saturating_duration_since(previous.seen) < VANISHED_GRACE {
+                next.entry(id).or_insert(previous);
+            }
+        }
+        next.retain(|_, p| p.active);
+        self.previous_snapshots = next;
+        self.last_snapshot_time = Some(at);
         self.initialized = true;
     }
 
@@ -251,19 +267,15 @@ impl Tracker {
     }
 }
 
-/// Live sockets and those closed since the previous observation; a socket listed as both (it
-/// cannot be, but a recording might) counts once, as closed.
+/// Sockets closed since the previous observation, then live ones; each id once (a socket listed
+/// twice counts once, as closed when it is among the closed).
 fn all_sockets(observation: &Observation) -> impl Iterator<Item = &ObservedSocket> {
-    let closed: std::collections::HashSet<&str> = observation
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    observation
         .closed
         .iter()
-        .map(|s| s.connection.id.as_str())
-        .collect();
-    observation
-        .sockets
-        .iter()
-        .filter(move |s| !closed.contains(s.connection.id.as_str()))
-        .chain(observation.closed.iter())
+        .chain(observation.sockets.iter())
+        .filter(move |s| seen.insert(s.connection.id.as_str()))
 }
 
 fn rates(socket: &ObservedSocket, moved: Counters, window: Duration) -> ConnectionBandwidth {

@@ -545,9 +545,6 @@ fn take_snapshot_reports_the_counters_at_the_observation() {
 }
 
 #[test]
-#[ignore = "bug: all_sockets (tracker.rs) drops a live duplicate only when the id is also closed; \
-            a socket listed twice among the live ones (as KernelProgram::sockets returns it when \
-            an entry is deleted during the map walk) is counted twice"]
 fn a_socket_listed_twice_counts_once() {
     let t0 = Instant::now();
     let a = conn(40000, 80, 1, true);

@@ -23,9 +23,6 @@ use flow_user::{ebpf::LoadOptions, ModeChoice};
 /// The kernel map walk is what every observation starts from: each live socket exactly once,
 /// even while other sockets close (and their entries are deleted) during the walk.
 #[test]
-#[ignore = "bug: ebpf/reader.rs KernelProgram::sockets: map.iter() restarts from the first key \
-            when the key it stands on is deleted (bpf_map_get_next_key), so entries come back \
-            twice; nothing deduplicates them"]
 fn kernel_map_lists_each_socket_once() {
     let Some(program) = load(&LoadOptions::default()) else {
         return;
@@ -211,10 +208,6 @@ fn churn_while_polling(connections: usize, hold: Duration) -> Option<Churn> {
 }
 
 #[test]
-#[ignore = "bug (intermittent here): bytes counted twice when KernelProgram::sockets lists an \
-            entry twice in one walk (see kernel_map_lists_each_socket_once) or when a close event \
-            is read polls after its entry vanished (see \
-            a_late_close_event_counts_only_the_last_bytes_ebpf)"]
 fn closing_connections_are_counted_once_ebpf() {
     for hold in [Duration::ZERO, Duration::from_millis(2)] {
         let Some(churn) = churn_while_polling(300, hold) else {
@@ -270,9 +263,6 @@ fn hog(cpu: usize, duration: Duration) -> std::io::Result<thread::JoinHandle<()>
 /// last seen, not everything again. The close-event reader is made late on purpose: it runs on
 /// a CPU that a real-time busy loop holds for 400 ms.
 #[test]
-#[ignore = "bug: a socket whose map entry is gone but whose close event is not read yet is in \
-            no observation (observe/ebpf.rs); tracker.rs set_baseline then forgets its counters, \
-            and when the close event arrives its full final counters are counted again"]
 fn a_late_close_event_counts_only_the_last_bytes_ebpf() {
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
@@ -332,9 +322,6 @@ fn a_late_close_event_counts_only_the_last_bytes_ebpf() {
 /// The map holds 65,536 sockets and a few dozen are open: nothing can be evicted, and the
 /// monitor's health must not say otherwise (the CLI would tell the user to raise --map-entries).
 #[test]
-#[ignore = "bug: observe/ebpf.rs Health.evictions = KernelStats::evictions(entries.len()) \
-            (ebpf/reader.rs): inserts - closes - live, with the stats read after the map walk \
-            and the /proc reads, so sockets created in between read as evicted"]
 fn no_evictions_are_reported_when_the_map_is_far_from_full_ebpf() {
     let Some(mut monitor) = open(ModeChoice::Ebpf) else {
         return;

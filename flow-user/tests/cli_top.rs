@@ -19,10 +19,11 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(tmux: &'static str, width: u16, height: u16) -> Tmux {
+    /// `name` keeps the servers of tests running in parallel apart.
+    fn start(tmux: &'static str, name: &str, width: u16, height: u16) -> Tmux {
         let tmux = Tmux {
             tmux,
-            socket: format!("flow-cli-test-{}", std::process::id()),
+            socket: format!("flow-{name}-{}", std::process::id()),
         };
         let shell =
             "env -i PATH=/usr/bin:/bin TERM=xterm-256color PS1='$ ' bash --norc --noprofile";
@@ -109,7 +110,7 @@ fn top_draws_sorts_and_quits_in_tmux() {
         return;
     };
     let transfer = traffic(Duration::from_secs(60));
-    let tmux = Tmux::start(tmux_path, 150, 30);
+    let tmux = Tmux::start(tmux_path, "keys", 150, 30);
     let command = format!(
         "{} top --interval 500ms --port {}; echo FLOW-EXIT=$?",
         env!("CARGO_BIN_EXE_flow"),
@@ -171,6 +172,49 @@ fn top_draws_sorts_and_quits_in_tmux() {
     tmux.keys(&["echo READY-$((20+22))", "Enter"]);
     tmux.wait("a shell that runs commands", |s| s.contains("READY-42"));
     drop(transfer);
+}
+
+#[test]
+fn top_gives_the_terminal_back_on_sigterm() {
+    if !privileged("top_gives_the_terminal_back_on_sigterm") {
+        return;
+    }
+    let Some(tmux_path) = tool("tmux", "top_gives_the_terminal_back_on_sigterm") else {
+        return;
+    };
+    let tmux = Tmux::start(tmux_path, "sigterm", 120, 25);
+    // A pane whose process is flow itself, kept on screen after it exits.
+    assert!(tmux
+        .run(&["set-option", "-g", "remain-on-exit", "on"])
+        .status
+        .success());
+    let command = format!("exec {} top --interval 300ms", env!("CARGO_BIN_EXE_flow"));
+    assert!(tmux
+        .run(&["new-window", "-t", "top", "-n", "sig", &command])
+        .status
+        .success());
+    let target = "top:sig";
+    let screen = || {
+        let out = tmux.run(&["capture-pane", "-p", "-t", target]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let value = |format: &str| {
+        let out = tmux.run(&["display-message", "-p", "-t", target, format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let drawn = wait_for(Duration::from_secs(20), || {
+        screen().contains("flow top").then_some(())
+    });
+    assert!(drawn.is_some(), "never drew:\n{}", screen());
+    assert_eq!(value("#{alternate_on}"), "1");
+    let pid: i32 = value("#{pane_pid}").parse().expect("pane pid");
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = wait_for(Duration::from_secs(10), || {
+        (value("#{pane_dead}") == "1").then(|| value("#{pane_dead_status}"))
+    });
+    assert_eq!(status.as_deref(), Some("0"), "exit status after SIGTERM");
+    assert_eq!(value("#{alternate_on}"), "0", "left the alternate screen");
+    assert!(!screen().contains("panicked"), "{}", screen());
 }
 
 #[test]

@@ -25,8 +25,13 @@ pub struct KernelStats {
 
 impl KernelStats {
     /// Entries the LRU map dropped to make room: created, not closed, not live any more.
-    pub fn evictions(&self, live_entries: u64) -> u64 {
-        self.inserts
+    ///
+    /// Reading the stats and walking the map are not one atomic step. Pass the stats read
+    /// `before` the walk (for inserts) and `self` read after it (for closes): sockets created or
+    /// closed during the walk then make this a lower bound, never a false eviction.
+    pub fn evictions(&self, before: &KernelStats, live_entries: u64) -> u64 {
+        before
+            .inserts
             .saturating_sub(self.closes)
             .saturating_sub(live_entries)
     }
@@ -40,8 +45,15 @@ impl KernelProgram {
             .map(maps::SOCKETS)
             .ok_or_else(|| anyhow!("map {} missing", maps::SOCKETS))?;
         let map: HashMap<&MapData, SockKey, SockCounters> = HashMap::try_from(map)?;
-        // An entry deleted between "next key" and "lookup" is simply gone: skip it.
-        Ok(map.iter().filter_map(Result::ok).collect())
+        // Walking by "next key" restarts from the first key when the current one is deleted
+        // meanwhile, so entries can come twice: keep one per key, and bound the walk.
+        let bound = 2 * self.map_entries() as usize + 1024;
+        let mut seen: std::collections::HashMap<SockKey, SockCounters> =
+            std::collections::HashMap::new();
+        for (key, counters) in map.iter().take(bound).filter_map(Result::ok) {
+            seen.insert(key, counters);
+        }
+        Ok(seen.into_iter().collect())
     }
 
     /// The kernel program's event counters.

@@ -49,6 +49,11 @@ pub struct EbpfObserver {
     known: HashMap<KernelIdentity, Known>,
     /// What payload prefixes showed, per socket generation.
     facts: HashMap<KernelIdentity, ConnectionFacts>,
+    /// Inode and uid per 4-tuple at the previous observation: a socket listed from `/proc` that
+    /// closes before the map showed it keeps its inode-based id through its close event.
+    last_rows: HashMap<Addrs, (u64, u32)>,
+    /// Highest eviction count derived so far (the derivation is a lower bound; it never drops).
+    evictions: u64,
 }
 
 impl EbpfObserver {
@@ -64,6 +69,8 @@ impl EbpfObserver {
             proc_root,
             known: HashMap::new(),
             facts: HashMap::new(),
+            last_rows: HashMap::new(),
+            evictions: 0,
         })
     }
 
@@ -77,6 +84,7 @@ impl Observer for EbpfObserver {
         // Close events first, then the map: the kernel deletes an entry before it publishes the
         // close event, so no socket can show up both live and closed.
         let closed_events = self.events.take_closed();
+        let stats_before = self.program.stats()?;
         let entries = self.program.sockets()?;
         let at = Instant::now();
         for seen in self.events.take_payloads() {
@@ -151,7 +159,10 @@ impl Observer for EbpfObserver {
             .filter_map(|event| {
                 let addrs = tuple_addrs(&event.counters.tuple)?;
                 let identity = (event.sock, event.counters.first_ns);
-                let known = self.known.remove(&identity);
+                let known = self.known.remove(&identity).or_else(|| {
+                    let (inode, uid) = *self.last_rows.get(&addrs)?;
+                    Some(Known::from_row(inode, uid, at))
+                });
                 let facts = self.facts.remove(&identity);
                 Some(closed_socket(
                     event.sock,
@@ -169,8 +180,15 @@ impl Observer for EbpfObserver {
             known.contains_key(identity) || at.duration_since(f.updated) < IDENTITY_GRACE
         });
 
+        self.last_rows = rows
+            .iter()
+            .filter(|(_, r)| r.inode != 0)
+            .map(|(addrs, r)| (*addrs, (r.inode, r.uid)))
+            .collect();
+
         let stats = self.program.stats()?;
         let live = entries.len() as u64;
+        self.evictions = self.evictions.max(stats.evictions(&stats_before, live));
         Ok(Observation {
             at,
             sockets,
@@ -180,7 +198,7 @@ impl Observer for EbpfObserver {
                 rung: Some(self.program.rung()),
                 map_entries: live,
                 map_capacity: u64::from(self.program.map_entries()),
-                evictions: stats.evictions(live),
+                evictions: self.evictions,
                 close_drops: stats.close_drops + self.events.dropped(),
                 payload_drops: stats.payload_drops,
                 insert_failures: stats.insert_failures + stats.inflight_drops,
@@ -200,6 +218,21 @@ impl Observer for EbpfObserver {
 
     fn captures_payload(&self) -> bool {
         self.program.payload_bytes() > 0
+    }
+}
+
+impl Known {
+    /// A socket known only from its `/proc` row.
+    fn from_row(inode: u64, uid: u32, now: Instant) -> Known {
+        Known {
+            generation: inode,
+            inode,
+            uid: Some(uid),
+            owner: None,
+            cookie: None,
+            packets: (0, 0),
+            last_seen: now,
+        }
     }
 }
 

@@ -261,22 +261,3 @@ proptest! {
         check_recorded_lines_survive(&mutated, at);
     }
 }
-
-/// Timing only: `cargo test --release -p flow-user --lib parse_speed -- --ignored --nocapture`
-/// (about 22 ms per 100,000 lines on the development VM).
-#[test]
-#[ignore]
-fn parse_speed_100k_lines() {
-    let lines = recorded_lines();
-    let mut text = String::from(TCP.lines().next().unwrap());
-    for i in 0..100_000 {
-        text.push('\n');
-        text.push_str(lines[i % lines.len()]);
-    }
-    let t = std::time::Instant::now();
-    for _ in 0..10 {
-        let (rows, _) = parse_tcp_table(&text);
-        assert_eq!(rows.len(), 100_000);
-    }
-    eprintln!("{} bytes, {:?} per parse", text.len(), t.elapsed() / 10);
-}

@@ -35,15 +35,18 @@ use crate::{
 const KEY_WAIT: Duration = Duration::from_millis(200);
 
 pub fn run(args: &TopArgs, mut options: MonitorOptions, interrupt: &Interrupt) -> Result<()> {
-    // Only the sparkline's worth of history: bounded memory with many connections.
-    options.history = short_history(SPARK_WIDTH, args.interval);
+    let draw = !args.once && io::stdout().is_terminal();
+    // Only the sparkline's worth of history, and none for plain tables (which have no
+    // sparkline): memory stays bounded with many connections.
+    let samples = if draw { SPARK_WIDTH } else { 1 };
+    options.history = short_history(samples, args.interval);
     let mut monitor = open_monitor(&options, interrupt)?;
     if args.once {
         let rows = monitor.connection_bandwidth(args.interval)?;
         let view = view_of(&monitor, rows, &args.filters, HashMap::new());
         return plain::print(&view, args.interval, args.limit);
     }
-    let result = if io::stdout().is_terminal() {
+    let result = if draw {
         live(&mut monitor, args, interrupt)
     } else {
         stream(&mut monitor, args, interrupt)
