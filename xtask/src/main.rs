@@ -2,6 +2,7 @@
 //!
 //! Each subcommand lives in its own file; `util` holds the process and path helpers they share.
 
+mod bench;
 mod build;
 mod run;
 mod setup;
@@ -49,6 +50,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Measure overhead, cost per event, scale, churn and start-up; write bench/results/.
+    Bench(bench::BenchArgs),
     /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run the kernel tests there, per rung.
     VmTest {
         /// Use this kernel object instead of building one (e.g. a deliberately broken one).
@@ -71,6 +74,7 @@ fn main() {
         Command::Build { release } => build::build(release).map(|_| ()),
         Command::Run { release, args } => run::run(release, &args),
         Command::Test { args } => test::test(args),
+        Command::Bench(args) => bench::run(&args),
         Command::VmTest {
             object,
             kernels,

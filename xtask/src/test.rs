@@ -30,6 +30,10 @@ const STEPS: &[(&str, StepFn)] = &[
     ("build-ebpf", step_build_ebpf),
     ("cargo-test", step_cargo_test),
     ("vm-test", step_vm_test),
+    // The benchmark's building blocks, small and against the baseline only, so it cannot rot.
+    ("bench-quick", |_| {
+        crate::bench::run(&crate::bench::BenchArgs::quick())
+    }),
 ];
 
 pub fn test(cargo_test_args: Vec<String>) -> Result<()> {

@@ -1,4 +1,5 @@
 //! The kernel program: loading it up the attach ladder, and reading what it counted.
+mod batch;
 mod events;
 mod loader;
 mod reader;

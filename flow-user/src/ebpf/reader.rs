@@ -44,6 +44,13 @@ impl KernelProgram {
             .ebpf
             .map(maps::SOCKETS)
             .ok_or_else(|| anyhow!("map {} missing", maps::SOCKETS))?;
+        let capacity = self.map_entries() as usize;
+        if let Ok(fd) = map_fd(map) {
+            match super::batch::lookup_all(fd, capacity) {
+                Ok(entries) => return Ok(entries),
+                Err(err) => log::debug!("batch lookup unavailable ({err}); walking keys"),
+            }
+        }
         let map: HashMap<&MapData, SockKey, SockCounters> = HashMap::try_from(map)?;
         // Walking by "next key" restarts from the first key when the current one is deleted
         // meanwhile, so entries can come twice: keep one per key, and bound the walk.
@@ -72,6 +79,16 @@ impl KernelProgram {
             inflight_drops: read(stat::INFLIGHT_DROPS),
             payload_drops: read(stat::PAYLOAD_DROPS),
         })
+    }
+}
+
+fn map_fd(map: &aya::maps::Map) -> Result<std::os::fd::RawFd> {
+    use std::os::fd::{AsFd, AsRawFd};
+    match map {
+        aya::maps::Map::LruHashMap(data) | aya::maps::Map::HashMap(data) => {
+            Ok(data.fd().as_fd().as_raw_fd())
+        }
+        _ => Err(anyhow!("not a hash map")),
     }
 }
 

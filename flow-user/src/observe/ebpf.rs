@@ -85,7 +85,9 @@ impl Observer for EbpfObserver {
         // close event, so no socket can show up both live and closed.
         let closed_events = self.events.take_closed();
         let stats_before = self.program.stats()?;
+        let drain_started = Instant::now();
         let entries = self.program.sockets()?;
+        let drained_in = drain_started.elapsed();
         let at = Instant::now();
         for seen in self.events.take_payloads() {
             self.facts
@@ -100,9 +102,16 @@ impl Observer for EbpfObserver {
             .into_iter()
             .map(|row| ((row.local, row.remote), row))
             .collect();
+        let owners_started = Instant::now();
         let owners = self
             .owners
             .resolve(rows.values().map(|r| r.inode).filter(|i| *i != 0));
+        log::info!(
+            "poll: drained {} entries in {:?}, owners resolved in {:?}",
+            entries.len(),
+            drained_in,
+            owners_started.elapsed()
+        );
 
         let mut sockets = Vec::with_capacity(rows.len());
         let mut counted: std::collections::HashSet<Addrs> = Default::default();

@@ -55,14 +55,14 @@ impl ProgStats {
     }
 }
 
-/// The `key:\tvalue` fields of one fdinfo file whose fd is a BPF object of `kind`
-/// (`bpf-prog` or `bpf-map`).
+/// The `key:\tvalue` fields of the fdinfo of every fd of `pid` that is a BPF object of `kind`.
 fn fdinfos(pid: u32, kind: &str) -> Vec<HashMap<String, String>> {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
     let mut found = Vec::new();
     for fd in fds.flatten() {
+        // `anon_inode:bpf-prog`, `anon_inode:bpf-map`, `anon_inode:bpf_link`.
         let is_kind = fs::read_link(fd.path())
             .is_ok_and(|target| target.to_string_lossy() == format!("anon_inode:{kind}"));
         if !is_kind {
@@ -83,57 +83,65 @@ fn parse_fdinfo(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// `id → name` of every program or map (`bpftool {prog,map} show --json`).
-fn names(what: &str) -> Result<HashMap<u64, String>> {
+/// Every program or map bpftool lists (`bpftool {prog,map} show --json`), by id.
+fn listing(what: &str) -> Result<HashMap<u64, Value>> {
     let out = Command::new("bpftool")
         .args([what, "show", "--json"])
         .output()
         .context("running bpftool (apt-get install bpftool)")?;
     if !out.status.success() {
-        bail!("bpftool {what} show failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "bpftool {what} show failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let list = json::parse(&String::from_utf8_lossy(&out.stdout))?;
     Ok(list
         .as_array()
         .iter()
-        .filter_map(|p| {
-            let id = p.get("id")?.as_u64()?;
-            Some((id, p.get("name")?.as_str()?.to_string()))
-        })
+        .filter_map(|p| Some((p.get("id")?.as_u64()?, p.clone())))
         .collect())
 }
 
-/// Every program `pid` holds, with its counters, sorted by name. Counters only move while
-/// `kernel.bpf_stats_enabled` is 1.
+/// Every program `pid` holds (through a program fd or a link fd), with bpftool's counters,
+/// sorted by name. The counters only move while `kernel.bpf_stats_enabled` is 1.
 pub fn programs_of(pid: u32) -> Result<Vec<ProgStats>> {
-    let names = names("prog")?;
-    let field = |info: &HashMap<String, String>, key: &str| -> u64 {
-        info.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
-    };
-    let mut progs: Vec<ProgStats> = fdinfos(pid, "bpf-prog")
+    let listing = listing("prog")?;
+    let mut ids: Vec<u64> = ["bpf-prog", "bpf_link"]
         .iter()
-        .filter_map(|info| {
-            let id = info.get("prog_id")?.parse().ok()?;
+        .flat_map(|kind| fdinfos(pid, kind))
+        .filter_map(|info| info.get("prog_id")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let number = |p: &Value, key: &str| p.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let mut progs: Vec<ProgStats> = ids
+        .into_iter()
+        .filter_map(|id| {
+            let p = listing.get(&id)?;
             Some(ProgStats {
                 id,
-                name: names.get(&id).cloned().unwrap_or_else(|| format!("prog{id}")),
-                run_cnt: field(info, "run_cnt"),
-                run_time_ns: field(info, "run_time_ns"),
+                name: p
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string(),
+                run_cnt: number(p, "run_cnt"),
+                run_time_ns: number(p, "run_time_ns"),
             })
         })
         .collect();
     progs.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    progs.dedup_by_key(|p| p.id);
     Ok(progs)
 }
 
 /// How many entries the map called `name` held by `pid` has now (`bpftool map dump`).
 pub fn map_entries(pid: u32, name: &str) -> Result<u64> {
-    let names = names("map")?;
+    let maps = listing("map")?;
     let id = fdinfos(pid, "bpf-map")
         .iter()
         .filter_map(|info| info.get("map_id")?.parse::<u64>().ok())
-        .find(|id| names.get(id).is_some_and(|n| n == name))
+        .find(|id| maps.get(id).and_then(|m| m.get("name")?.as_str()) == Some(name))
         .with_context(|| format!("process {pid} holds no map named {name}"))?;
     let out = Command::new("bpftool")
         .args(["map", "dump", "id", &id.to_string()])
@@ -145,9 +153,13 @@ pub fn map_entries(pid: u32, name: &str) -> Result<u64> {
 }
 
 fn found_elements(dump: &str) -> Option<u64> {
-    dump.lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("Found ")?.strip_suffix(" elements")?.parse().ok())
+    dump.lines().rev().find_map(|l| {
+        l.trim()
+            .strip_prefix("Found ")?
+            .strip_suffix(" elements")?
+            .parse()
+            .ok()
+    })
 }
 
 /// `Value` of a program's counters for the JSON report.
@@ -171,10 +183,18 @@ mod tests {
         );
         assert_eq!(info["prog_id"], "3599");
         assert_eq!(info["run_cnt"], "40");
-        assert_eq!(found_elements("key: 00 01\nvalue: 02\nFound 17 elements\n"), Some(17));
+        assert_eq!(
+            found_elements("key: 00 01\nvalue: 02\nFound 17 elements\n"),
+            Some(17)
+        );
         assert_eq!(found_elements("Found 0 elements"), Some(0));
         assert_eq!(found_elements("Error: get map by id"), None);
-        let p = ProgStats { id: 1, name: "flow_tx_tp".into(), run_cnt: 40, run_time_ns: 1200 };
+        let p = ProgStats {
+            id: 1,
+            name: "flow_tx_tp".into(),
+            run_cnt: 40,
+            run_time_ns: 1200,
+        };
         assert_eq!(p.ns_per_event(), Some(30.0));
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    process::{Command, ExitStatus},
+    process::Command,
     time::Duration,
 };
 
@@ -30,7 +30,8 @@ pub struct Running {
 
 /// What a finished `flow` left behind.
 pub struct Finished {
-    pub status: ExitStatus,
+    /// From spawn to exit.
+    pub ran: Duration,
     /// `flow: warning: …` lines: what the kernel or the tracker dropped.
     pub warnings: Vec<String>,
     pub lines: Vec<Line>,
@@ -96,8 +97,12 @@ impl Running {
         if !status.success() {
             bail!("flow failed ({status}): {}", self.proc.tail(5));
         }
+        let ran = self
+            .proc
+            .exited
+            .map_or(Duration::ZERO, |t| t.duration_since(self.proc.started));
         Ok(Finished {
-            status,
+            ran,
             warnings,
             lines,
         })

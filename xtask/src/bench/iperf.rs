@@ -2,14 +2,7 @@
 
 use super::{json, proc::Spawned};
 use anyhow::{bail, Context, Result};
-use std::{
-    fs,
-    net::TcpListener,
-    path::Path,
-    process::Command,
-    thread,
-    time::Duration,
-};
+use std::{fs, net::TcpListener, path::Path, process::Command, thread, time::Duration};
 
 /// A port nobody listens on right now (the kernel's pick; a tiny race is acceptable here).
 pub fn free_port() -> Result<u16> {
@@ -32,10 +25,21 @@ impl Server {
     pub fn start(log: &Path) -> Result<Server> {
         let port = free_port()?;
         let mut cmd = Command::new("iperf3");
-        cmd.args(["-s", "-B", "127.0.0.1", "-p", &port.to_string()]);
+        // --forceflush: its stdout is a pipe, and we wait for the "listening" line.
+        cmd.args([
+            "-s",
+            "--forceflush",
+            "-B",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ]);
         let mut proc = Spawned::start("iperf3 server", &mut cmd, None, Some(log))
             .context("iperf3 is needed: apt-get install -y iperf3")?;
-        if proc.wait_line(|l| l.contains("listening"), Duration::from_secs(10)).is_none() {
+        if proc
+            .wait_line(|l| l.contains("listening"), Duration::from_secs(10))
+            .is_none()
+        {
             bail!("iperf3 -s did not start: {}", proc.tail(3));
         }
         Ok(Server { _proc: proc, port })
@@ -86,6 +90,9 @@ mod tests {
             "sum_received":{"bits_per_second":1.5e9}}}"#;
         assert_eq!(super::received_bps(text), Some(1.5e9));
         assert_eq!(super::received_bps(r#"{"error":"busy"}"#), None);
-        assert_eq!(super::error_of(r#"{"error":"busy"}"#).as_deref(), Some("busy"));
+        assert_eq!(
+            super::error_of(r#"{"error":"busy"}"#).as_deref(),
+            Some("busy")
+        );
     }
 }

@@ -58,6 +58,7 @@ impl Value {
     }
 
     /// Compact JSON text.
+    #[cfg(test)]
     pub fn to_json(&self) -> String {
         let mut out = String::new();
         self.write(&mut out, 0, false);
@@ -375,10 +376,17 @@ mod tests {
 
     #[test]
     fn parses_nested_documents() {
-        let v = parse(r#" {"a": [1, 2.5, -3e2], "b": {"c": "x\"y\u00e9\n"}, "d": null, "e": true} "#)
-            .unwrap();
+        let v =
+            parse(r#" {"a": [1, 2.5, -3e2], "b": {"c": "x\"y\u00e9\n"}, "d": null, "e": true} "#)
+                .unwrap();
         assert_eq!(v.path(&["b", "c"]).and_then(Value::as_str), Some("x\"yé\n"));
-        let a: Vec<f64> = v.get("a").unwrap().as_array().iter().filter_map(Value::as_f64).collect();
+        let a: Vec<f64> = v
+            .get("a")
+            .unwrap()
+            .as_array()
+            .iter()
+            .filter_map(Value::as_f64)
+            .collect();
         assert_eq!(a, vec![1.0, 2.5, -300.0]);
         assert_eq!(v.get("d"), Some(&Value::Null));
         assert!(parse("[1,]").is_err());

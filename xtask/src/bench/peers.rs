@@ -53,11 +53,13 @@ impl Peer {
         match self {
             Peer::Bpftrace => {
                 cmd = Command::new("bpftrace");
-                cmd.args(["-e", BPFTRACE_SCRIPT]);
+                // -B line: its stdout is a pipe, and we wait for the "Attaching" line.
+                cmd.args(["-B", "line", "-e", BPFTRACE_SCRIPT]);
             }
             Peer::Nethogs => {
                 cmd = Command::new("nethogs");
-                cmd.args(["-t", "-d", "1", "lo"]);
+                // -a: without it nethogs refuses loopback ("No devices to monitor").
+                cmd.args(["-t", "-a", "-d", "1", "lo"]);
             }
             Peer::Iftop => {
                 cmd = Command::new("iftop");
@@ -86,7 +88,10 @@ impl Peer {
         let mut proc = Spawned::start(self.label(), &mut self.command(), None, Some(log))?;
         match self {
             Peer::Bpftrace => {
-                if proc.wait_line(|l| l.starts_with("Attaching"), Duration::from_secs(60)).is_none() {
+                if proc
+                    .wait_line(|l| l.starts_with("Attaching"), Duration::from_secs(60))
+                    .is_none()
+                {
                     bail!("bpftrace did not attach: {}", proc.tail(3));
                 }
                 // "Attaching N probes..." comes just before the attach itself.
@@ -159,7 +164,13 @@ pub fn prepare(notes: &mut Vec<String>) -> Vec<Peer> {
     if Peer::Bandwhich.version().is_none() {
         println!("bench: cargo install bandwhich --locked (limit {BANDWHICH_BUILD_LIMIT} s)");
         let built = Command::new("timeout")
-            .args([BANDWHICH_BUILD_LIMIT, "cargo", "install", "bandwhich", "--locked"])
+            .args([
+                BANDWHICH_BUILD_LIMIT,
+                "cargo",
+                "install",
+                "bandwhich",
+                "--locked",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output();
@@ -177,9 +188,13 @@ pub fn prepare(notes: &mut Vec<String>) -> Vec<Peer> {
                         .unwrap_or("failed")
                         .to_string(),
                 };
-                notes.push(format!("bandwhich skipped: cargo install bandwhich --locked: {reason}"));
+                notes.push(format!(
+                    "bandwhich skipped: cargo install bandwhich --locked: {reason}"
+                ));
             }
-            Err(err) => notes.push(format!("bandwhich skipped: cannot run cargo install: {err}")),
+            Err(err) => notes.push(format!(
+                "bandwhich skipped: cannot run cargo install: {err}"
+            )),
         }
     }
     ALL.iter()
@@ -204,8 +219,10 @@ mod tests {
         assert_eq!(labels.len(), ALL.len());
         for peer in ALL {
             let cmd = peer.command();
-            let args: Vec<String> =
-                cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+            let args: Vec<String> = cmd
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
             // Only loopback is ever watched.
             if matches!(peer, Peer::Nethogs | Peer::Iftop | Peer::Bandwhich) {
                 assert!(args.iter().any(|a| a == "lo"), "{args:?}");

@@ -20,6 +20,8 @@ use std::{
 pub struct Line {
     pub at: Instant,
     pub text: String,
+    /// Whether it came from stderr (else stdout).
+    pub stderr: bool,
 }
 
 pub struct Spawned {
@@ -28,6 +30,8 @@ pub struct Spawned {
     lines: Receiver<Line>,
     seen: Vec<Line>,
     pub started: Instant,
+    /// When `wait` first saw the child gone.
+    pub exited: Option<Instant>,
 }
 
 impl Spawned {
@@ -55,9 +59,9 @@ impl Spawned {
         log: Option<&Path>,
     ) -> Result<Self> {
         let log = match log {
-            Some(path) => Some(
-                File::create(path).with_context(|| format!("creating {}", path.display()))?,
-            ),
+            Some(path) => {
+                Some(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+            }
             None => None,
         };
         let piped_stdout = stdout.is_none();
@@ -71,11 +75,12 @@ impl Spawned {
         let (tx, lines) = mpsc::channel();
         if piped_stdout {
             if let Some(out) = child.stdout.take() {
-                forward(out, tx.clone(), log.as_ref().and_then(|f| f.try_clone().ok()));
+                let log = log.as_ref().and_then(|f| f.try_clone().ok());
+                forward(out, false, tx.clone(), log);
             }
         }
         if let Some(err) = child.stderr.take() {
-            forward(err, tx, log);
+            forward(err, true, tx, log);
         }
         Ok(Spawned {
             name: name.to_string(),
@@ -83,6 +88,7 @@ impl Spawned {
             lines,
             seen: Vec::new(),
             started,
+            exited: None,
         })
     }
 
@@ -131,6 +137,7 @@ impl Spawned {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
+                self.exited.get_or_insert_with(Instant::now);
                 // Let the reader threads deliver the last lines.
                 if let Some(line) = self.wait_line(|_| false, Duration::from_millis(200)) {
                     self.seen.push(line);
@@ -163,7 +170,9 @@ impl Spawned {
     pub fn tail(&mut self, n: usize) -> String {
         let lines = self.lines();
         let start = lines.len().saturating_sub(n);
-        lines[start..].iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join(" | ")
+        let tail: Vec<&str> = lines[start..].iter().map(|l| l.text.as_str()).collect();
+        let tail = tail.join(" | ");
+        format!("{}: {tail}", self.name)
     }
 }
 
@@ -176,13 +185,25 @@ impl Drop for Spawned {
     }
 }
 
-fn forward(stream: impl Read + Send + 'static, tx: Sender<Line>, mut log: Option<File>) {
+fn forward(
+    stream: impl Read + Send + 'static,
+    stderr: bool,
+    tx: Sender<Line>,
+    mut log: Option<File>,
+) {
     thread::spawn(move || {
         for text in BufReader::new(stream).lines().map_while(|l| l.ok()) {
             if let Some(log) = &mut log {
                 let _ = writeln!(log, "{text}");
             }
-            if tx.send(Line { at: Instant::now(), text }).is_err() {
+            if tx
+                .send(Line {
+                    at: Instant::now(),
+                    text,
+                    stderr,
+                })
+                .is_err()
+            {
                 break;
             }
         }
@@ -207,7 +228,11 @@ pub fn cpu_seconds(pid: u32, children: bool) -> Option<f64> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // Fields 14..=17 of proc(5) (utime stime cutime cstime) are 11..=14 here.
     let take = if children { 4 } else { 2 };
-    let ticks: u64 = fields.get(11..11 + take)?.iter().filter_map(|f| f.parse::<u64>().ok()).sum();
+    let ticks: u64 = fields
+        .get(11..11 + take)?
+        .iter()
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
     Some(ticks as f64 / clk_tck())
 }
 

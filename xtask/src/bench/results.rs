@@ -121,6 +121,8 @@ pub struct Scale {
     /// Per-poll timings from `flow -v`, when flow prints them.
     pub drain_ms: Vec<f64>,
     pub owners_ms: Vec<f64>,
+    /// Top of `perf report` for flow during the measurement (full mode).
+    pub profile: Vec<String>,
     pub warnings: Vec<String>,
     pub error: Option<String>,
 }
@@ -144,7 +146,10 @@ pub struct Churn {
     pub reported_tx: u64,
     pub reported_rx: u64,
     pub reported_other: u64,
-    pub rows: u64,
+    /// flow's rows for the port: client ends, server ends, and 4-tuples listed more than once.
+    pub client_rows: u64,
+    pub server_rows: u64,
+    pub repeated_tuples: u64,
     pub warnings: Vec<String>,
     pub map_before: Option<u64>,
     pub map_after: Option<u64>,
@@ -165,6 +170,8 @@ impl Churn {
 pub struct Startup {
     /// From spawn to the "attached" line, ms.
     pub attached_ms: Vec<f64>,
+    /// From spawn to the first line of the table (the sample, 100 ms window included), ms.
+    pub sample_ms: Vec<f64>,
     /// From spawn to exit with `--window 100ms` (first and only sample printed), ms.
     pub exit_ms: Vec<f64>,
     pub error: Option<String>,
