@@ -132,7 +132,7 @@ fn drain(mut rings: Rings, shared: &Shared) {
     while !shared.stop.load(Ordering::Relaxed) {
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
-        let closed = read_all::<SockClosed, _>(&mut rings.closed, |event| Some(event));
+        let closed = read_all::<SockClosed, _>(&mut rings.closed, Some);
         append(&shared.closed, closed, &shared.dropped);
         if let Some(payloads) = &mut rings.payloads {
             let seen = read_all::<PayloadEvent, _>(payloads, |event| {
