@@ -103,8 +103,11 @@ const CAPTURE: [(&str, &[&str]); 4] = [
     ),
 ];
 
+/// Attached hooks, owned by flow rather than by aya so they can be detached in parallel.
+type Links = Vec<Box<dyn Send>>;
+
 /// Attaches the payload capture programs (syscall tracepoints, present on every kernel).
-fn attach_capture(ebpf: &mut Ebpf) -> Result<()> {
+fn attach_capture(ebpf: &mut Ebpf, links: &mut Links) -> Result<()> {
     for (name, events) in CAPTURE {
         let program: &mut TracePoint = ebpf
             .program_mut(name)
@@ -112,10 +115,11 @@ fn attach_capture(ebpf: &mut Ebpf) -> Result<()> {
             .try_into()?;
         program.load().map_err(explain)?;
         for event in events {
-            program
+            let link = program
                 .attach("syscalls", event)
                 .map_err(explain)
                 .with_context(|| format!("tracepoint syscalls:{event}"))?;
+            links.push(Box::new(program.take_link(link)?));
         }
     }
     Ok(())
@@ -138,7 +142,7 @@ impl Hook {
         }
     }
 
-    fn attach(self, ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<()> {
+    fn attach(self, ebpf: &mut Ebpf, btf: Option<&Btf>, links: &mut Links) -> Result<()> {
         let name = self.program();
         let program = ebpf
             .program_mut(name)
@@ -148,20 +152,23 @@ impl Hook {
                 let btf = btf.ok_or_else(|| anyhow!("no kernel BTF (/sys/kernel/btf/vmlinux)"))?;
                 let program: &mut FExit = program.try_into()?;
                 program.load(function, btf).map_err(explain)?;
-                program.attach()?;
+                let link = program.attach()?;
+                links.push(Box::new(program.take_link(link)?));
             }
             Hook::KProbe(_, function) => {
                 let program: &mut KProbe = program.try_into()?;
                 program.load().map_err(explain)?;
-                program.attach(function, 0).map_err(explain)?;
+                let link = program.attach(function, 0).map_err(explain)?;
+                links.push(Box::new(program.take_link(link)?));
             }
             Hook::TracePoint(_, category, event) => {
                 let program: &mut TracePoint = program.try_into()?;
                 program.load().map_err(explain)?;
-                program
+                let link = program
                     .attach(category, event)
                     .map_err(explain)
                     .with_context(|| format!("tracepoint {category}:{event}"))?;
+                links.push(Box::new(program.take_link(link)?));
             }
         }
         Ok(())
@@ -225,6 +232,8 @@ impl Default for LoadOptions {
 
 /// The loaded, attached kernel program. Dropping it detaches every hook and frees every map.
 pub struct KernelProgram {
+    /// Declared before `ebpf`: links are detached (in `Drop`) before programs are unloaded.
+    links: Links,
     pub(super) ebpf: Ebpf,
     rung: Rung,
     refused: Vec<Refusal>,
@@ -251,11 +260,12 @@ impl KernelProgram {
                 }
             })?;
         let btf = Btf::from_sys_fs().ok();
+        let mut links = Links::new();
         LIFECYCLE
-            .attach(&mut ebpf, btf.as_ref())
+            .attach(&mut ebpf, btf.as_ref(), &mut links)
             .context("attaching the socket lifecycle hook")?;
         if payload_bytes > 0 {
-            attach_capture(&mut ebpf)
+            attach_capture(&mut ebpf, &mut links)
                 .context("attaching payload capture (--no-payload skips it)")?;
         }
 
@@ -266,14 +276,16 @@ impl KernelProgram {
         let mut refused = Vec::new();
         for rung in candidates {
             match attach_rung(&mut ebpf, rung, btf.as_ref()) {
-                Ok(()) => {
+                Ok(rung_links) => {
+                    links.extend(rung_links);
                     return Ok(KernelProgram {
+                        links,
                         ebpf,
                         rung,
                         refused,
                         map_entries: options.map_entries.max(1),
                         payload_bytes,
-                    })
+                    });
                 }
                 Err(err) => refused.push(Refusal {
                     rung,
@@ -333,16 +345,31 @@ impl KernelProgram {
     }
 }
 
-fn attach_rung(ebpf: &mut Ebpf, rung: Rung, btf: Option<&Btf>) -> Result<()> {
+impl Drop for KernelProgram {
+    fn drop(&mut self) {
+        // Each detach waits out an RCU grace period in the kernel (tens of milliseconds in a VM);
+        // on parallel threads the waits overlap, so exit takes about one instead of one per hook.
+        let links = std::mem::take(&mut self.links);
+        std::thread::scope(|scope| {
+            for link in links {
+                scope.spawn(move || drop(link));
+            }
+        });
+    }
+}
+
+fn attach_rung(ebpf: &mut Ebpf, rung: Rung, btf: Option<&Btf>) -> Result<Links> {
+    let mut links = Links::new();
     for (index, hook) in rung.hooks().iter().enumerate() {
-        if let Err(err) = hook.attach(ebpf, btf) {
+        if let Err(err) = hook.attach(ebpf, btf, &mut links) {
+            drop(links);
             for attached in &rung.hooks()[..=index] {
                 attached.release(ebpf);
             }
             return Err(err).with_context(|| format!("{} ({})", hook.program(), rung));
         }
     }
-    Ok(())
+    Ok(links)
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones to the memory cgroup, so
