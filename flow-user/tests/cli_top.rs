@@ -15,7 +15,7 @@ fn traffic(limit: Duration) -> Transfer {
 /// A tmux server of our own (its own socket), killed when dropped.
 struct Tmux {
     tmux: &'static str,
-    socket: String,
+    socket: std::path::PathBuf,
 }
 
 impl Tmux {
@@ -23,7 +23,7 @@ impl Tmux {
     fn start(tmux: &'static str, name: &str, width: u16, height: u16) -> Tmux {
         let tmux = Tmux {
             tmux,
-            socket: format!("flow-{name}-{}", std::process::id()),
+            socket: std::env::temp_dir().join(format!("flow-tmux-{name}-{}", std::process::id())),
         };
         let shell =
             "env -i PATH=/usr/bin:/bin TERM=xterm-256color PS1='$ ' bash --norc --noprofile";
@@ -46,7 +46,8 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new(self.tmux)
-            .args(["-u", "-f", "/dev/null", "-L", &self.socket])
+            .args(["-u", "-f", "/dev/null", "-S"])
+            .arg(&self.socket)
             .args(args)
             .output()
             .expect("run tmux")
@@ -81,6 +82,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -183,38 +185,52 @@ fn top_gives_the_terminal_back_on_sigterm() {
         return;
     };
     let tmux = Tmux::start(tmux_path, "sigterm", 120, 25);
-    // A pane whose process is flow itself, kept on screen after it exits.
-    assert!(tmux
-        .run(&["set-option", "-g", "remain-on-exit", "on"])
-        .status
-        .success());
-    let command = format!("exec {} top --interval 300ms", env!("CARGO_BIN_EXE_flow"));
-    assert!(tmux
-        .run(&["new-window", "-t", "top", "-n", "sig", &command])
-        .status
-        .success());
-    let target = "top:sig";
-    let screen = || {
-        let out = tmux.run(&["capture-pane", "-p", "-t", target]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let value = |format: &str| {
-        let out = tmux.run(&["display-message", "-p", "-t", target, format]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let drawn = wait_for(Duration::from_secs(20), || {
-        screen().contains("flow top").then_some(())
-    });
-    assert!(drawn.is_some(), "never drew:\n{}", screen());
-    assert_eq!(value("#{alternate_on}"), "1");
-    let pid: i32 = value("#{pane_pid}").parse().expect("pane pid");
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = wait_for(Duration::from_secs(10), || {
-        (value("#{pane_dead}") == "1").then(|| value("#{pane_dead_status}"))
-    });
-    assert_eq!(status.as_deref(), Some("0"), "exit status after SIGTERM");
-    assert_eq!(value("#{alternate_on}"), "0", "left the alternate screen");
-    assert!(!screen().contains("panicked"), "{}", screen());
+    let command = format!(
+        "{} top --interval 300ms; echo FLOW-EXIT=$?",
+        env!("CARGO_BIN_EXE_flow")
+    );
+    tmux.keys(&[&command, "Enter"]);
+    tmux.wait("the view", |s| s.contains("sort: total"));
+    assert_eq!(tmux.value("#{alternate_on}"), "1");
+    let shell: u32 = tmux.value("#{pane_pid}").parse().expect("pane pid");
+    let flow = child_of(shell).expect("flow runs under the pane's shell");
+    unsafe { libc::kill(flow as i32, libc::SIGTERM) };
+    let screen = tmux.wait("flow exiting after SIGTERM", |s| exit_code(s).is_some());
+    assert_eq!(exit_code(&screen), Some(0), "{screen}");
+    assert!(!screen.contains("panicked"), "{screen}");
+    assert_eq!(
+        tmux.value("#{alternate_on}"),
+        "0",
+        "left the alternate screen"
+    );
+}
+
+/// The status `echo FLOW-EXIT=$?` printed (not the typed command line).
+fn exit_code(screen: &str) -> Option<i32> {
+    screen.split("FLOW-EXIT=").skip(1).find_map(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
+}
+
+/// The first process whose parent is `parent` (from `/proc/<pid>/stat`).
+fn child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // The name in parentheses may hold spaces: fields resume after the last ')'.
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
 }
 
 #[test]

@@ -222,7 +222,9 @@ fn secrets_never_leave_the_parser() {
 /// A fresh random number (std's randomly keyed hasher), so the secrets are unguessable.
 fn random() -> u64 {
     use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new().build_hasher().finish()
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// A Rust client and server exchange a POST: method and status come through.

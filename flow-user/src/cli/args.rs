@@ -69,6 +69,10 @@ impl Filters {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Live view of the connections using the network, busiest first.
+    ///
+    /// Keys: t, r, s, p sort by total, received, sent, process; space pauses; arrows and
+    /// PgUp/PgDn scroll; q, Esc or Ctrl-C quit. Prints plain tables when stdout is not a
+    /// terminal.
     Top(TopArgs),
     /// Prometheus/OpenMetrics exporter: serves `/metrics` over HTTP.
     Serve(ServeArgs),
@@ -146,8 +150,8 @@ pub struct ServeArgs {
     /// Also export one series per connection (bounded by --max-series).
     #[arg(long)]
     pub per_connection: bool,
-    /// Most connections given their own series with --per-connection; the rest are counted in
-    /// `flow_connection_series_refused_total` (their bytes still reach the per-process series).
+    /// Most connections given their own series with --per-connection; the others are counted
+    /// in `flow_connections_without_series` (their bytes still reach the per-process series).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_series: u64,
     /// A per-process series with no connection seen for this long is removed.

@@ -33,6 +33,7 @@ pub struct HealthMetrics {
     map_capacity: Gauge64,
     evictions: Total,
     close_drops: Total,
+    payload_drops: Total,
     untracked: Total,
     malformed_lines: Gauge64,
     unreadable_processes: Gauge64,
@@ -40,7 +41,8 @@ pub struct HealthMetrics {
     poll_duration: Histogram,
 }
 
-/// A counter fed from a running total the library keeps (it only adds the increase).
+/// A counter fed from a running total the library keeps. Only increases are added: the library's
+/// eviction count is a lower bound recomputed each poll, so the highest seen is still one.
 struct Total {
     counter: Counter,
     last: u64,
@@ -121,6 +123,11 @@ impl HealthMetrics {
                 "close_events_dropped",
                 "Close events lost (ring buffer full or not read in time)",
             ),
+            payload_drops: total(
+                registry,
+                "payload_events_dropped",
+                "Payload prefixes lost (ring buffer full); their protocol falls back to ports",
+            ),
             untracked: total(
                 registry,
                 "sockets_untracked",
@@ -149,6 +156,7 @@ impl HealthMetrics {
         self.map_capacity.set(health.map_capacity);
         self.evictions.set(health.evictions);
         self.close_drops.set(health.close_drops);
+        self.payload_drops.set(health.payload_drops);
         self.untracked.set(health.insert_failures);
         self.malformed_lines.set(health.malformed_lines);
         self.unreadable_processes.set(health.unreadable_processes);

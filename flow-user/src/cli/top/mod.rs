@@ -80,8 +80,9 @@ fn live(monitor: &mut Monitor, args: &TopArgs, interrupt: &Interrupt) -> Result<
                 sparklines(monitor, &rows, args.interval)
             };
             view.update(rows, history, monitor.health().clone());
-            // A late tick is not made up for: the next one is a whole interval away.
-            next = (next + args.interval).max(now + args.interval / 2);
+            // A late tick is not made up for, and keys get at least half an interval between
+            // two measurements even when one takes longer than the interval.
+            next = (next + args.interval).max(Instant::now() + args.interval / 2);
             dirty = true;
             continue;
         }
@@ -101,8 +102,10 @@ fn live(monitor: &mut Monitor, args: &TopArgs, interrupt: &Interrupt) -> Result<
 /// Prints one plain table every interval until a signal (or a closed pipe) ends it.
 fn stream(monitor: &mut Monitor, args: &TopArgs, interrupt: &Interrupt) -> Result<()> {
     monitor.step()?;
+    let mut next = Instant::now() + args.interval;
     loop {
-        interrupt.sleep(args.interval)?;
+        interrupt.sleep(next.saturating_duration_since(Instant::now()))?;
+        next = (next + args.interval).max(Instant::now() + args.interval / 2);
         let rows = monitor.step()?;
         let view = view_of(monitor, rows, &args.filters, HashMap::new());
         plain::print(&view, args.interval, args.limit)?;
