@@ -415,3 +415,68 @@ fn without_payload_capture_ports_decide() {
         "{loaded:?}"
     );
 }
+
+/// The CLI: `flow http --json` shows the exchange, and neither it nor `flow connections --json`
+/// carries the Authorization value or the body.
+#[test]
+fn cli_http_json_shows_the_exchange_and_no_secret() {
+    if !common::may_load() {
+        return;
+    }
+    let server = PythonServer::start();
+    let port = server.port.to_string();
+    let flow = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flow"))
+            .args(["--mode", "ebpf"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let watcher = flow(&["http", "--window", "3s", "--json", "--port", &port]);
+    thread::sleep(Duration::from_millis(1000));
+    let (token, body) = (
+        format!("tok{:016x}", random()),
+        format!("body{:016x}", random()),
+    );
+    let status = curl(&[
+        "-H",
+        "Host: cli.test",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-d",
+        &body,
+        &format!("http://127.0.0.1:{port}/form"),
+    ]);
+    assert_eq!(status, "501\n", "python's server does not implement POST");
+    let out = watcher.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let client = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["connection"]["remote"].as_str() == Some(&format!("127.0.0.1:{port}")))
+        .unwrap_or_else(|| panic!("no client row in {text}"));
+    assert_eq!(client["method"], "POST");
+    assert_eq!(client["host"], "cli.test");
+    assert_eq!(client["status_code"], 501);
+    assert_eq!(client["connection"]["protocol"], "HTTP");
+    assert_eq!(client["connection"]["protocol_source"], "payload");
+    let listing = flow(&["connections", "--json"]).wait_with_output().unwrap();
+    for output in [
+        text.as_ref(),
+        String::from_utf8_lossy(&listing.stdout).as_ref(),
+    ] {
+        assert!(
+            !output.contains(&token) && !output.contains(&body),
+            "a secret leaked"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use flow_common::DEFAULT_MAP_ENTRIES;
+use flow_common::{DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
 
 use crate::{
     ebpf::Rung,
@@ -40,6 +40,13 @@ pub struct Global {
     /// More diagnostics on stderr; includes the kernel program's log lines.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Copy no payload at all: protocols come from ports only and `flow http` is unavailable.
+    #[arg(long, global = true)]
+    pub no_payload: bool,
+    /// Bytes of payload copied from the first message in each direction (and from each HTTP
+    /// request/response start); only the protocol, HTTP method, Host and status are kept.
+    #[arg(long, global = true, default_value_t = PAYLOAD_DEFAULT, value_parser = clap::value_parser!(u32).range(16..=PAYLOAD_MAX as i64))]
+    pub payload_bytes: u32,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -115,7 +122,18 @@ pub enum ListCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Live connections with protocol and owner.
+    /// HTTP seen on connections within a window: method, Host and status of the latest exchange
+    /// (eBPF mode with payload capture).
+    Http {
+        /// How long to watch (e.g. 5s, 1m).
+        #[arg(long, default_value = "5s", value_parser = parse_window)]
+        window: Duration,
+        #[command(flatten)]
+        filters: Filters,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live connections with protocol (and whether payload or port told it) and owner.
     Connections {
         #[command(flatten)]
         filters: Filters,

@@ -34,7 +34,11 @@ fn monitor_options(global: &Global) -> MonitorOptions {
         load: LoadOptions {
             map_entries: global.map_entries,
             rung: global.rung,
-            ..LoadOptions::default()
+            payload_bytes: if global.no_payload {
+                0
+            } else {
+                global.payload_bytes
+            },
         },
         kernel_log: global.verbose > 0,
         ..MonitorOptions::default()

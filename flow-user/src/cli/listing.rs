@@ -118,6 +118,46 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
             }
             Ok(table.print()?)
         }
+        ListCommand::Http {
+            window,
+            filters,
+            json,
+        } => {
+            let interval = window.min(std::time::Duration::from_secs(1));
+            let mut rows = monitor.collect_http(window, interval)?;
+            rows.retain(|h| filters.matches(&h.connection));
+            report_losses(monitor);
+            if json {
+                return output::json(&rows);
+            }
+            let mut table = Table::new(&[
+                ("PROCESS", false),
+                ("LOCAL", false),
+                ("REMOTE", false),
+                ("METHOD", false),
+                ("HOST", false),
+                ("STATUS", true),
+                ("STATE", false),
+            ]);
+            let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            for h in rows {
+                let c = &h.connection;
+                table.row(vec![
+                    output::owner(c),
+                    c.local.to_string(),
+                    c.remote.to_string(),
+                    or_dash(h.method.clone()),
+                    or_dash(h.host.clone()),
+                    or_dash(h.status_code.map(|s| s.to_string())),
+                    if c.active {
+                        c.state.to_string()
+                    } else {
+                        "CLOSED".into()
+                    },
+                ]);
+            }
+            Ok(table.print()?)
+        }
         ListCommand::Connections { filters, json } => {
             let mut rows = monitor.connections()?;
             rows.retain(|c| filters.matches(c));
@@ -129,6 +169,7 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
                 ("REMOTE", false),
                 ("STATE", false),
                 ("PROTOCOL", false),
+                ("BY", false),
                 ("PROCESS", false),
                 ("UID", true),
                 ("INODE", true),
@@ -139,6 +180,7 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
                     c.remote.to_string(),
                     c.state.to_string(),
                     c.protocol.to_string(),
+                    c.protocol_source.to_string(),
                     output::owner(c),
                     c.uid.map_or("-".into(), |u| u.to_string()),
                     c.inode.to_string(),
