@@ -75,23 +75,6 @@ pub const PAYLOAD_DEFAULT: u32 = 256;
 pub const DIRECTION_TX: u32 = 0;
 pub const DIRECTION_RX: u32 = 1;
 
-/// A read or write syscall in flight on a thread (payload capture only): where its user buffer
-/// is, and which TCP socket the counting hook saw it move bytes on.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PendingIo {
-    /// User address of the first buffer.
-    pub buf: u64,
-    /// Length of that buffer.
-    pub buf_len: u64,
-    /// Set by the counting hook: the socket (0 when the syscall did not touch a TCP socket).
-    pub sock: SockKey,
-    /// Set by the counting hook: bytes moved.
-    pub bytes: u64,
-    pub direction: u32,
-    pub _pad: u32,
-}
-
 /// The first bytes of a message, copied from the user buffer at syscall exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +119,6 @@ pub mod maps {
     pub const CLOSED: &str = "FLOW_CLOSED";
     pub const STATS: &str = "FLOW_STATS";
     pub const INFLIGHT: &str = "FLOW_INFLIGHT";
-    pub const PENDING: &str = "FLOW_PENDING";
     pub const PAYLOADS: &str = "FLOW_PAYLOADS";
 }
 
@@ -152,8 +134,6 @@ pub const DEFAULT_MAP_ENTRIES: u32 = 65_536;
 pub const CLOSED_RING_BYTES: u32 = 1 << 20;
 /// Ring buffer for payload prefixes: 1 MiB holds about 1,900 events between two drains.
 pub const PAYLOAD_RING_BYTES: u32 = 1 << 20;
-/// Threads with a read/write syscall in flight (payload capture only).
-pub const PENDING_ENTRIES: u32 = 16_384;
 /// Kprobe rung: concurrent in-flight `tcp_sendmsg`/`tcp_recvmsg` calls tracked per thread.
 pub const INFLIGHT_ENTRIES: u32 = 16_384;
 /// `MSG_PEEK`: such reads leave the data in the queue and must not count.
@@ -167,7 +147,6 @@ mod pod {
     unsafe impl aya::Pod for super::SockCounters {}
     unsafe impl aya::Pod for super::SockClosed {}
     unsafe impl aya::Pod for super::SockTuple {}
-    unsafe impl aya::Pod for super::PendingIo {}
     unsafe impl aya::Pod for super::PayloadEvent {}
 }
 
@@ -181,7 +160,6 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<SockTuple>(), 40);
         assert_eq!(size_of::<SockCounters>(), 7 * 8 + 16 + 40 + 8);
-        assert_eq!(size_of::<PendingIo>(), 40);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
         assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
     }

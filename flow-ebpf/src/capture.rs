@@ -1,22 +1,26 @@
-//! Payload prefix capture. Syscall entry tracepoints note where a read/write's user buffer is;
-//! the counting hook (any rung) marks which TCP socket that syscall moved bytes on; the syscall
-//! exit copies a bounded prefix — only for a socket's first message in each direction, and on
-//! HTTP connections for each message that starts a request or response. Nothing else is copied.
+//! Payload prefix capture. The counting hook (any rung) arms a per-CPU slot when a socket wants
+//! a prefix — its first message in each direction, and on HTTP connections each message — and
+//! the syscall exit, which still has the syscall's registers, copies a bounded prefix from the
+//! user buffer. Sockets that want nothing cost one branch; other syscalls one slot check.
+//!
+//! x86_64 only: syscall numbers and `struct pt_regs` offsets below are that architecture's.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user as read_user_raw},
-    macros::{map, tracepoint},
-    maps::{LruHashMap, RingBuf},
-    programs::TracePointContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::bpf_probe_read_user as read_user_raw,
+    },
+    macros::{map, raw_tracepoint},
+    maps::{PerCpuArray, RingBuf},
+    programs::RawTracePointContext,
 };
 use flow_common::{
-    capture, stat, PayloadEvent, PendingIo, SockKey, DIRECTION_TX, PAYLOAD_MAX,
-    PAYLOAD_RING_BYTES, PENDING_ENTRIES,
+    capture, stat, PayloadEvent, SockCounters, SockKey, DIRECTION_TX, PAYLOAD_MAX,
+    PAYLOAD_RING_BYTES,
 };
 
 use crate::{
     counting::{bump, wakeup_flags},
-    field,
     maps::SOCKETS,
 };
 
@@ -31,140 +35,143 @@ fn capture_bytes() -> u32 {
     unsafe { core::ptr::read_volatile(&FLOW_CAPTURE_BYTES) }
 }
 
-/// The read/write syscall each thread is in. LRU: a thread that exits mid-syscall is forgotten.
-#[map(name = "FLOW_PENDING")]
-static PENDING: LruHashMap<u64, PendingIo> = LruHashMap::with_max_entries(PENDING_ENTRIES, 0);
+/// What the counting hook saw in the syscall now running on this CPU.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct Armed {
+    pid_tgid: u64,
+    sock: SockKey,
+    bytes: u64,
+    direction: u32,
+    _pad: u32,
+}
+
+#[map(name = "FLOW_ARMED")]
+static ARMED: PerCpuArray<Armed> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "FLOW_PAYLOADS")]
 static PAYLOADS: RingBuf = RingBuf::with_byte_size(PAYLOAD_RING_BYTES, 0);
 
-/// Called by the counting hook: the current thread's syscall moved `bytes` on TCP socket `sk`.
+/// Called by the counting hook for every event: arms the slot only when this socket wants a
+/// prefix of this message.
 #[inline(always)]
-pub fn note_socket(sk: SockKey, bytes: u64, direction: u32) {
+pub fn arm(sk: SockKey, bytes: u64, direction: u32, counters: &SockCounters, pid_tgid: u64) {
     if capture_bytes() == 0 {
         return;
     }
-    let tid = bpf_get_current_pid_tgid();
-    if let Some(pending) = PENDING.get_ptr_mut(&tid) {
-        // SAFETY: pointer from a successful lookup; only this thread writes its entry.
-        let pending = unsafe { &mut *pending };
-        if pending.sock == 0 && pending.buf != 0 {
-            pending.sock = sk;
-            pending.bytes = bytes;
-            pending.direction = direction;
-        }
-    }
-}
-
-/// Offsets of the syscall tracepoints' arguments (`syscalls:sys_enter_*` formats).
-mod args {
-    /// `buf`, `ubuf`, `msg` or `vec`: the second argument of every hooked syscall.
-    pub const SECOND: usize = 24;
-    /// `count`, `size`, `len` or `vlen`.
-    pub const THIRD: usize = 32;
-    /// `ret` in `syscalls:sys_exit_*`.
-    pub const RET: usize = 16;
-}
-
-/// `write`, `read`, `sendto`, `recvfrom`: the buffer is the second argument.
-#[tracepoint]
-pub fn flow_enter_buf(ctx: TracePointContext) -> u32 {
-    begin(field(&ctx, args::SECOND), field(&ctx, args::THIRD));
-    0
-}
-
-/// `sendmsg`, `recvmsg`: the first iovec of `struct user_msghdr` (`msg_iov` at offset 16).
-#[tracepoint]
-pub fn flow_enter_msg(ctx: TracePointContext) -> u32 {
-    let msg: u64 = field(&ctx, args::SECOND);
-    if let Ok(iov) = unsafe { bpf_probe_read_user((msg + 16) as *const u64) } {
-        begin_iovec(iov);
-    }
-    0
-}
-
-/// `writev`, `readv`: the first iovec.
-#[tracepoint]
-pub fn flow_enter_iov(ctx: TracePointContext) -> u32 {
-    begin_iovec(field(&ctx, args::SECOND));
-    0
-}
-
-#[inline(always)]
-fn begin_iovec(iov: u64) {
-    // SAFETY: user memory read through the checked helper.
-    let base = unsafe { bpf_probe_read_user(iov as *const u64) };
-    let len = unsafe { bpf_probe_read_user((iov + 8) as *const u64) };
-    if let (Ok(base), Ok(len)) = (base, len) {
-        begin(base, len);
-    }
-}
-
-/// Notes the syscall's buffer in the thread's slot. The slot is reused in place: a map update
-/// per syscall would cost several times a lookup.
-#[inline(always)]
-fn begin(buf: u64, buf_len: u64) {
-    let tid = bpf_get_current_pid_tgid();
-    if let Some(slot) = PENDING.get_ptr_mut(&tid) {
-        // SAFETY: pointer from a successful lookup; only this thread writes its slot.
-        let slot = unsafe { &mut *slot };
-        slot.buf = buf;
-        slot.buf_len = buf_len;
-        slot.sock = 0;
+    let flags = counters.capture;
+    if flags & seen_bit(direction) != 0 && flags & capture::HTTP == 0 {
         return;
     }
-    let pending = PendingIo {
-        buf,
-        buf_len,
-        ..PendingIo::default()
-    };
-    let _ = PENDING.insert(&tid, &pending, 0);
+    if let Some(slot) = ARMED.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot; programs on one CPU do not run concurrently with this one.
+        unsafe {
+            *slot = Armed {
+                pid_tgid,
+                sock: sk,
+                bytes,
+                direction,
+                _pad: 0,
+            }
+        };
+    }
 }
 
-/// Every hooked syscall's exit: copy a prefix if the socket wants one, then empty the slot so
-/// no later event can use a stale buffer.
-#[tracepoint]
-pub fn flow_exit_io(ctx: TracePointContext) -> u32 {
-    let tid = bpf_get_current_pid_tgid();
-    let Some(slot) = PENDING.get_ptr_mut(&tid) else {
+#[inline(always)]
+fn seen_bit(direction: u32) -> u32 {
+    if direction == DIRECTION_TX {
+        capture::TX_SEEN
+    } else {
+        capture::RX_SEEN
+    }
+}
+
+/// x86_64 `struct pt_regs` offsets and syscall numbers.
+mod x86_64 {
+    pub const DX: usize = 96;
+    pub const SI: usize = 104;
+    pub const ORIG_AX: usize = 120;
+    pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const READV: u64 = 19;
+    pub const WRITEV: u64 = 20;
+    pub const SENDTO: u64 = 44;
+    pub const RECVFROM: u64 = 45;
+    pub const SENDMSG: u64 = 46;
+    pub const RECVMSG: u64 = 47;
+}
+
+/// `raw_syscalls:sys_exit(struct pt_regs *regs, long ret)`: copy the prefix if this CPU's slot
+/// is armed by the current thread, and disarm it.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn flow_sys_exit(ctx: RawTracePointContext) -> i32 {
+    let Some(slot) = ARMED.get_ptr_mut(0) else {
         return 0;
     };
-    // SAFETY: pointer from a successful lookup; only this thread writes its slot.
+    // SAFETY: per-CPU slot.
     let slot = unsafe { &mut *slot };
-    let pending = *slot;
-    slot.buf = 0;
+    if slot.sock == 0 {
+        return 0;
+    }
+    let armed = *slot;
     slot.sock = 0;
-    let ret: i64 = field(&ctx, args::RET);
-    if pending.sock != 0 && pending.buf != 0 && ret > 0 {
-        capture_prefix(&pending);
+    let ret: i64 = ctx.arg(1);
+    // The slot must be this syscall's: same thread, and the syscall returned exactly what the
+    // counting hook saw move (a slot left armed by a thread that migrated cannot match both).
+    if armed.pid_tgid != bpf_get_current_pid_tgid() || ret <= 0 || ret as u64 != armed.bytes {
+        return 0;
+    }
+    let regs: u64 = ctx.arg(0);
+    if let Some((buf, len)) = user_buffer(regs) {
+        capture_prefix(&armed, buf, len);
     }
     0
 }
 
+/// The first user buffer of the syscall whose registers are at `regs`, and its length.
 #[inline(always)]
-fn capture_prefix(pending: &PendingIo) {
-    let Some(entry) = SOCKETS.get_ptr_mut(&pending.sock) else {
+fn user_buffer(regs: u64) -> Option<(u64, u64)> {
+    let reg = |offset: usize| unsafe { bpf_probe_read_kernel((regs + offset as u64) as *const u64) };
+    let second = reg(x86_64::SI).ok()?;
+    match reg(x86_64::ORIG_AX).ok()? {
+        x86_64::READ | x86_64::WRITE | x86_64::SENDTO | x86_64::RECVFROM => {
+            Some((second, reg(x86_64::DX).ok()?))
+        }
+        // `struct user_msghdr`: `msg_iov` at offset 16.
+        x86_64::SENDMSG | x86_64::RECVMSG => {
+            let iov = unsafe { bpf_probe_read_user((second + 16) as *const u64) }.ok()?;
+            first_iovec(iov)
+        }
+        x86_64::READV | x86_64::WRITEV => first_iovec(second),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn first_iovec(iov: u64) -> Option<(u64, u64)> {
+    // SAFETY: user memory read through the checked helper.
+    let base = unsafe { bpf_probe_read_user(iov as *const u64) }.ok()?;
+    let len = unsafe { bpf_probe_read_user((iov + 8) as *const u64) }.ok()?;
+    Some((base, len))
+}
+
+#[inline(always)]
+fn capture_prefix(armed: &Armed, buf: u64, buf_len: u64) {
+    let Some(entry) = SOCKETS.get_ptr_mut(&armed.sock) else {
         return;
     };
     // SAFETY: pointer from a successful lookup.
     let entry = unsafe { &mut *entry };
-    let seen = if pending.direction == DIRECTION_TX {
-        capture::TX_SEEN
-    } else {
-        capture::RX_SEEN
-    };
+    let seen = seen_bit(armed.direction);
     let flags = entry.capture;
     let first = flags & seen == 0;
-    if !first && flags & capture::HTTP == 0 {
-        return;
-    }
-    let http = starts_http(pending.buf);
+    let http = starts_http(buf);
     if !first && !http {
         return;
     }
     entry.capture = flags | seen | if http { capture::HTTP } else { 0 };
 
-    let mut len = pending.bytes.min(pending.buf_len).min(capture_bytes() as u64);
+    let mut len = armed.bytes.min(buf_len).min(capture_bytes() as u64);
     if len > PAYLOAD_MAX as u64 {
         len = PAYLOAD_MAX as u64;
     }
@@ -175,13 +182,13 @@ fn capture_prefix(pending: &PendingIo) {
     let event = slot.as_mut_ptr();
     // SAFETY: `event` points at a reserved `PayloadEvent`; `len` is at most PAYLOAD_MAX.
     unsafe {
-        (*event).sock = pending.sock;
+        (*event).sock = armed.sock;
         (*event).first_ns = entry.first_ns;
-        (*event).direction = pending.direction;
+        (*event).direction = armed.direction;
         let copied = read_user_raw(
             (*event).data.as_mut_ptr().cast(),
             len as u32,
-            pending.buf as *const core::ffi::c_void,
+            buf as *const core::ffi::c_void,
         );
         (*event).len = if copied == 0 { len as u32 } else { 0 };
     }

@@ -409,9 +409,7 @@ fn without_payload_capture_ports_decide() {
     let loaded = program.loaded_programs();
     assert!(loaded.contains(&"flow_destroy_tp"), "{loaded:?}");
     assert!(
-        !loaded
-            .iter()
-            .any(|n| n.starts_with("flow_enter") || n.starts_with("flow_exit")),
+        !loaded.iter().any(|n| n.starts_with("flow_sys_exit")),
         "{loaded:?}"
     );
 }

@@ -4,7 +4,7 @@ use std::{fmt, path::Path, str::FromStr};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    programs::{FExit, KProbe, ProgramError, TracePoint},
+    programs::{FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use flow_common::{globals, maps, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
@@ -72,56 +72,23 @@ impl FromStr for Rung {
     }
 }
 
-/// Payload capture: each program attached to several syscall tracepoints.
-const CAPTURE: [(&str, &[&str]); 4] = [
-    (
-        "flow_enter_buf",
-        &[
-            "sys_enter_write",
-            "sys_enter_read",
-            "sys_enter_sendto",
-            "sys_enter_recvfrom",
-        ],
-    ),
-    (
-        "flow_enter_msg",
-        &["sys_enter_sendmsg", "sys_enter_recvmsg"],
-    ),
-    ("flow_enter_iov", &["sys_enter_writev", "sys_enter_readv"]),
-    (
-        "flow_exit_io",
-        &[
-            "sys_exit_write",
-            "sys_exit_read",
-            "sys_exit_sendto",
-            "sys_exit_recvfrom",
-            "sys_exit_sendmsg",
-            "sys_exit_recvmsg",
-            "sys_exit_writev",
-            "sys_exit_readv",
-        ],
-    ),
-];
-
 /// Attached hooks, owned by flow rather than by aya so they can be detached in parallel.
 type Links = Vec<Box<dyn Send>>;
 
-/// Attaches the payload capture programs (syscall tracepoints, present on every kernel).
+/// Attaches payload capture: one raw tracepoint on every syscall's exit (present on every
+/// kernel this tool supports), where the syscall's registers still point at the user buffer.
 fn attach_capture(ebpf: &mut Ebpf, links: &mut Links) -> Result<()> {
-    for (name, events) in CAPTURE {
-        let program: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-            .try_into()?;
-        program.load().map_err(explain)?;
-        for event in events {
-            let link = program
-                .attach("syscalls", event)
-                .map_err(explain)
-                .with_context(|| format!("tracepoint syscalls:{event}"))?;
-            links.push(Box::new(program.take_link(link)?));
-        }
-    }
+    let name = "flow_sys_exit";
+    let program: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+        .try_into()?;
+    program.load().map_err(explain)?;
+    let link = program
+        .attach("sys_exit")
+        .map_err(explain)
+        .context("raw tracepoint sys_exit")?;
+    links.push(Box::new(program.take_link(link)?));
     Ok(())
 }
 

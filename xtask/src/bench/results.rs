@@ -45,12 +45,12 @@ pub struct Cost {
     pub programs: Vec<ProgStats>,
 }
 
-/// What a program does, by flow's naming (`flow_tx_*`, `flow_enter_*`, …).
+/// What a program does, by flow's naming (`flow_tx_*`, `flow_sys_exit`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Runs once per send or receive: the per-event cost.
     Count,
-    /// Payload capture on the syscall tracepoints.
+    /// Payload capture on the syscall exit.
     Capture,
     /// Once per socket (destroy).
     Lifecycle,
@@ -63,7 +63,7 @@ pub fn role(tool: &str, program: &str) -> Role {
     }
     if program.starts_with("flow_tx") || program.starts_with("flow_rx") {
         Role::Count
-    } else if program.starts_with("flow_enter") || program.starts_with("flow_exit") {
+    } else if program.starts_with("flow_sys_exit") {
         Role::Capture
     } else {
         Role::Lifecycle
