@@ -1,28 +1,28 @@
-//! Payload prefix capture. The counting hook (any rung) arms a per-CPU slot when a socket wants
-//! a prefix — its first message in each direction, and on HTTP connections each message — and
-//! the syscall exit, which still has the syscall's registers, copies a bounded prefix from the
-//! user buffer. Sockets that want nothing cost one branch; other syscalls one slot check.
+//! Payload prefix capture, from inside the counting hook (any rung). When a socket wants a
+//! prefix — its first message in each direction, and on HTTP connections each message — the
+//! hook reads the current syscall's registers (`bpf_task_pt_regs`) to find the user buffer,
+//! which holds the message at that moment (sent data is still there; received data was just
+//! copied there), and copies a bounded prefix. Sockets that want nothing cost one branch, and no
+//! other syscall is hooked at all.
 //!
 //! x86_64 only: syscall numbers and `struct pt_regs` offsets below are that architecture's.
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::bpf_probe_read_user as read_user_raw,
+        bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{
+            bpf_get_current_task_btf, bpf_probe_read_user as read_user_raw, bpf_task_pt_regs,
+        },
     },
-    macros::{map, raw_tracepoint},
-    maps::{PerCpuArray, RingBuf},
-    programs::RawTracePointContext,
+    macros::map,
+    maps::RingBuf,
 };
 use flow_common::{
     capture, stat, PayloadEvent, SockCounters, SockKey, DIRECTION_TX, PAYLOAD_MAX,
     PAYLOAD_RING_BYTES,
 };
 
-use crate::{
-    counting::{bump, wakeup_flags},
-    maps::SOCKETS,
-};
+use crate::counting::{bump, wakeup_flags};
 
 /// Bytes to copy per captured message; 0 turns capture off. Set by the loader (read-only data,
 /// so the verifier prunes the capture path from the counting hooks when it is 0).
@@ -35,45 +35,24 @@ fn capture_bytes() -> u32 {
     unsafe { core::ptr::read_volatile(&FLOW_CAPTURE_BYTES) }
 }
 
-/// What the counting hook saw in the syscall now running on this CPU.
-#[derive(Clone, Copy, Default)]
-#[repr(C)]
-pub struct Armed {
-    pid_tgid: u64,
-    sock: SockKey,
-    bytes: u64,
-    direction: u32,
-    _pad: u32,
-}
-
-#[map(name = "FLOW_ARMED")]
-static ARMED: PerCpuArray<Armed> = PerCpuArray::with_max_entries(1, 0);
-
 #[map(name = "FLOW_PAYLOADS")]
 static PAYLOADS: RingBuf = RingBuf::with_byte_size(PAYLOAD_RING_BYTES, 0);
 
-/// Called by the counting hook for every event: arms the slot only when this socket wants a
-/// prefix of this message.
+/// Called by the counting hook for every event, with the socket's entry: copies a prefix of
+/// the message when the socket wants one.
 #[inline(always)]
-pub fn arm(sk: SockKey, bytes: u64, direction: u32, counters: &SockCounters, pid_tgid: u64) {
+pub fn maybe_capture(sk: SockKey, bytes: u64, direction: u32, entry: &mut SockCounters) {
     if capture_bytes() == 0 {
         return;
     }
-    let flags = counters.capture;
+    let flags = entry.capture;
     if flags & seen_bit(direction) != 0 && flags & capture::HTTP == 0 {
         return;
     }
-    if let Some(slot) = ARMED.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot; programs on one CPU do not run concurrently with this one.
-        unsafe {
-            *slot = Armed {
-                pid_tgid,
-                sock: sk,
-                bytes,
-                direction,
-                _pad: 0,
-            }
-        };
+    // SAFETY: helpers on the current task; the result is a kernel pointer read with checks.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    if let Some((buf, len)) = user_buffer(regs) {
+        capture_prefix(sk, bytes, direction, entry, buf, len);
     }
 }
 
@@ -99,33 +78,6 @@ mod x86_64 {
     pub const RECVFROM: u64 = 45;
     pub const SENDMSG: u64 = 46;
     pub const RECVMSG: u64 = 47;
-}
-
-/// `raw_syscalls:sys_exit(struct pt_regs *regs, long ret)`: copy the prefix if this CPU's slot
-/// is armed by the current thread, and disarm it.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn flow_sys_exit(ctx: RawTracePointContext) -> i32 {
-    let Some(slot) = ARMED.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: per-CPU slot.
-    let slot = unsafe { &mut *slot };
-    if slot.sock == 0 {
-        return 0;
-    }
-    let armed = *slot;
-    slot.sock = 0;
-    let ret: i64 = ctx.arg(1);
-    // The slot must be this syscall's: same thread, and the syscall returned exactly what the
-    // counting hook saw move (a slot left armed by a thread that migrated cannot match both).
-    if armed.pid_tgid != bpf_get_current_pid_tgid() || ret <= 0 || ret as u64 != armed.bytes {
-        return 0;
-    }
-    let regs: u64 = ctx.arg(0);
-    if let Some((buf, len)) = user_buffer(regs) {
-        capture_prefix(&armed, buf, len);
-    }
-    0
 }
 
 /// The first user buffer of the syscall whose registers are at `regs`, and its length.
@@ -156,13 +108,15 @@ fn first_iovec(iov: u64) -> Option<(u64, u64)> {
 }
 
 #[inline(always)]
-fn capture_prefix(armed: &Armed, buf: u64, buf_len: u64) {
-    let Some(entry) = SOCKETS.get_ptr_mut(&armed.sock) else {
-        return;
-    };
-    // SAFETY: pointer from a successful lookup.
-    let entry = unsafe { &mut *entry };
-    let seen = seen_bit(armed.direction);
+fn capture_prefix(
+    sk: SockKey,
+    bytes: u64,
+    direction: u32,
+    entry: &mut SockCounters,
+    buf: u64,
+    buf_len: u64,
+) {
+    let seen = seen_bit(direction);
     let flags = entry.capture;
     let first = flags & seen == 0;
     let http = starts_http(buf);
@@ -171,7 +125,7 @@ fn capture_prefix(armed: &Armed, buf: u64, buf_len: u64) {
     }
     entry.capture = flags | seen | if http { capture::HTTP } else { 0 };
 
-    let mut len = armed.bytes.min(buf_len).min(capture_bytes() as u64);
+    let mut len = bytes.min(buf_len).min(capture_bytes() as u64);
     if len > PAYLOAD_MAX as u64 {
         len = PAYLOAD_MAX as u64;
     }
@@ -182,9 +136,9 @@ fn capture_prefix(armed: &Armed, buf: u64, buf_len: u64) {
     let event = slot.as_mut_ptr();
     // SAFETY: `event` points at a reserved `PayloadEvent`; `len` is at most PAYLOAD_MAX.
     unsafe {
-        (*event).sock = armed.sock;
+        (*event).sock = sk;
         (*event).first_ns = entry.first_ns;
-        (*event).direction = armed.direction;
+        (*event).direction = direction;
         let copied = read_user_raw(
             (*event).data.as_mut_ptr().cast(),
             len as u32,

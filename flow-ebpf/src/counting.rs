@@ -58,7 +58,7 @@ pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
         counters.comm = bpf_get_current_comm().unwrap_or_default();
     }
     counters.pid_tgid = pid_tgid;
-    crate::capture::arm(sk, bytes, code, counters, pid_tgid);
+    crate::capture::maybe_capture(sk, bytes, code, counters);
 }
 
 /// Creates the entry for a socket seen for the first time and returns it.

@@ -400,18 +400,27 @@ fn without_payload_capture_ports_decide() {
     assert!(monitor.http_connections(Duration::ZERO).is_err());
     client.write_all(b"bye\n").unwrap();
     server.join().unwrap();
-    // No capture program is loaded at all.
+    // Capture has no program of its own: only the rung's hooks and the lifecycle hook load.
     let program = flow_user::ebpf::KernelProgram::load(&LoadOptions {
         payload_bytes: 0,
         ..common::options()
     })
     .unwrap();
-    let loaded = program.loaded_programs();
-    assert!(loaded.contains(&"flow_destroy_tp"), "{loaded:?}");
-    assert!(
-        !loaded.iter().any(|n| n.starts_with("flow_sys_exit")),
-        "{loaded:?}"
-    );
+    assert_eq!(program.payload_bytes(), 0);
+    let mut loaded = program.loaded_programs();
+    loaded.sort();
+    let expected = match program.rung() {
+        flow_user::ebpf::Rung::Fentry => vec!["flow_destroy_tp", "flow_rx_fexit", "flow_tx_fexit"],
+        flow_user::ebpf::Rung::Kprobe => vec![
+            "flow_destroy_tp",
+            "flow_rx_kprobe",
+            "flow_rx_kretprobe",
+            "flow_tx_kprobe",
+            "flow_tx_kretprobe",
+        ],
+        flow_user::ebpf::Rung::Tracepoint => vec!["flow_destroy_tp", "flow_rx_tp", "flow_tx_tp"],
+    };
+    assert_eq!(loaded, expected);
 }
 
 /// The CLI: `flow http --json` shows the exchange, and neither it nor `flow connections --json`

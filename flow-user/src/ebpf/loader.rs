@@ -4,7 +4,7 @@ use std::{fmt, path::Path, str::FromStr};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    programs::{FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
+    programs::{FExit, KProbe, ProgramError, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use flow_common::{globals, maps, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
@@ -74,23 +74,6 @@ impl FromStr for Rung {
 
 /// Attached hooks, owned by flow rather than by aya so they can be detached in parallel.
 type Links = Vec<Box<dyn Send>>;
-
-/// Attaches payload capture: one raw tracepoint on every syscall's exit (present on every
-/// kernel this tool supports), where the syscall's registers still point at the user buffer.
-fn attach_capture(ebpf: &mut Ebpf, links: &mut Links) -> Result<()> {
-    let name = "flow_sys_exit";
-    let program: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-        .try_into()?;
-    program.load().map_err(explain)?;
-    let link = program
-        .attach("sys_exit")
-        .map_err(explain)
-        .context("raw tracepoint sys_exit")?;
-    links.push(Box::new(program.take_link(link)?));
-    Ok(())
-}
 
 /// Every rung also closes entries when a socket is destroyed.
 const LIFECYCLE: Hook = Hook::TracePoint("flow_destroy_tp", "tcp", "tcp_destroy_sock");
@@ -183,7 +166,7 @@ pub struct LoadOptions {
     /// Use this rung or fail, instead of walking the ladder.
     pub rung: Option<Rung>,
     /// Payload prefix copied per captured message, in bytes (at most `PAYLOAD_MAX`); 0 turns
-    /// payload capture off and leaves its programs unattached.
+    /// payload capture off (the verifier then drops the capture code from the counting hooks).
     pub payload_bytes: u32,
 }
 
@@ -231,10 +214,6 @@ impl KernelProgram {
         LIFECYCLE
             .attach(&mut ebpf, btf.as_ref(), &mut links)
             .context("attaching the socket lifecycle hook")?;
-        if payload_bytes > 0 {
-            attach_capture(&mut ebpf, &mut links)
-                .context("attaching payload capture (--no-payload skips it)")?;
-        }
 
         let candidates: Vec<Rung> = match options.rung {
             Some(rung) => vec![rung],
