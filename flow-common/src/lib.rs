@@ -43,9 +43,13 @@ pub struct SockCounters {
     pub tx_calls: u64,
     /// Number of receive calls that moved at least one byte.
     pub rx_calls: u64,
-    /// `CLOCK_MONOTONIC` nanoseconds of the first and last byte moved.
+    /// `CLOCK_MONOTONIC` nanoseconds of the first byte moved (with the socket's address, its
+    /// identity: precise enough to tell apart sockets that reuse one address quickly).
     pub first_ns: u64,
-    pub last_ns: u64,
+    /// The kernel's tick counter (`jiffies64`) at the first and last byte moved. A tick is 1 to
+    /// 10 ms; a precise clock read per event would cost a third of the counting program.
+    pub first_jiffies: u64,
+    pub last_jiffies: u64,
     /// `tgid << 32 | tid` of the last task that moved data.
     pub pid_tgid: u64,
     /// Command name of that task's thread (NUL padded).
@@ -159,7 +163,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<SockTuple>(), 40);
-        assert_eq!(size_of::<SockCounters>(), 7 * 8 + 16 + 40 + 8);
+        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
         assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
     }
