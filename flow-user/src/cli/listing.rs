@@ -149,11 +149,7 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
                     or_dash(h.method.clone()),
                     or_dash(h.host.clone()),
                     or_dash(h.status_code.map(|s| s.to_string())),
-                    if c.active {
-                        c.state.to_string()
-                    } else {
-                        "CLOSED".into()
-                    },
+                    output::state(c),
                 ]);
             }
             Ok(table.print()?)
@@ -216,11 +212,7 @@ fn print_bandwidth(rows: &[ConnectionBandwidth]) -> Result<()> {
             output::bytes(bw.rx_bytes),
             output::bytes(bw.tx_bytes),
             bw.packets_per_second.to_string(),
-            if c.active {
-                c.state.to_string()
-            } else {
-                "CLOSED".into()
-            },
+            output::state(c),
         ]);
     }
     Ok(table.print()?)

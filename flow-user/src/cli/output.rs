@@ -91,6 +91,15 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// The TCP state, or `CLOSED` once the connection is gone.
+pub fn state(connection: &NetConnection) -> String {
+    if connection.active {
+        connection.state.to_string()
+    } else {
+        "CLOSED".into()
+    }
+}
+
 /// `curl/4242`, or `-` when unknown.
 pub fn owner(connection: &NetConnection) -> String {
     match (&connection.process, connection.pid) {

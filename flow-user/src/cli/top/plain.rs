@@ -30,11 +30,7 @@ pub fn print(view: &View, interval: Duration, limit: usize) -> Result<()> {
             c.protocol.to_string(),
             output::rate(bw.rx_bytes_per_second),
             output::rate(bw.tx_bytes_per_second),
-            if c.active {
-                c.state.to_string()
-            } else {
-                "CLOSED".into()
-            },
+            output::state(c),
         ]);
     }
     let [first, second] = view.headline(interval);
