@@ -79,7 +79,7 @@ pub const PAYLOAD_DEFAULT: u32 = 256;
 pub const DIRECTION_TX: u32 = 0;
 pub const DIRECTION_RX: u32 = 1;
 
-/// The first bytes of a message, copied from the user buffer at syscall exit.
+/// The first bytes of a message, copied from the syscall's user buffer by the counting hook.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PayloadEvent {
