@@ -96,8 +96,7 @@ fn listing(what: &str) -> Result<HashMap<u64, Value>> {
         );
     }
     let list = json::parse(&String::from_utf8_lossy(&out.stdout))?;
-    Ok(list
-        .as_array()
+    Ok(json::elements(&list)
         .iter()
         .filter_map(|p| Some((p.get("id")?.as_u64()?, p.clone())))
         .collect())

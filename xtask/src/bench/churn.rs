@@ -295,7 +295,8 @@ pub fn tally(text: &str, port: u16, churn: &mut Churn) -> Result<()> {
     // Each connection end should be one row; a 4-tuple listed twice means two connections
     // (the port reused within the window) or one connection shown twice.
     let mut tuples = HashSet::new();
-    json::for_each_in_array(text, |row| {
+    let rows = json::parse(text).context("parsing flow's JSON")?;
+    for row in json::elements(&rows) {
         let tx = row
             .get("tx_bytes")
             .and_then(json::Value::as_u64)
@@ -304,8 +305,8 @@ pub fn tally(text: &str, port: u16, churn: &mut Churn) -> Result<()> {
             .get("rx_bytes")
             .and_then(json::Value::as_u64)
             .unwrap_or(0);
-        let local = row.path(&["connection", "local"]);
-        let remote = row.path(&["connection", "remote"]);
+        let local = row.pointer("/connection/local");
+        let remote = row.pointer("/connection/remote");
         let tuple = (
             local
                 .and_then(json::Value::as_str)
@@ -328,8 +329,8 @@ pub fn tally(text: &str, port: u16, churn: &mut Churn) -> Result<()> {
             churn.reported_tx += tx;
             churn.reported_other += rx;
         }
-    })
-    .context("parsing flow's JSON")
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ impl Server {
 pub fn received_bps(text: &str) -> Option<f64> {
     json::parse(text)
         .ok()?
-        .path(&["end", "sum_received", "bits_per_second"])?
+        .pointer("/end/sum_received/bits_per_second")?
         .as_f64()
 }
 

@@ -192,7 +192,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let md_path = out_dir.join(format!("{}.md", r.timestamp));
     let json_path = out_dir.join(format!("{}.json", r.timestamp));
     fs::write(&md_path, report::markdown(&r))?;
-    fs::write(&json_path, report_json::json(&r).to_pretty())?;
+    fs::write(&json_path, json::pretty(&report_json::json(&r)))?;
     println!("\n{}", report::summary_table(&report::targets(&r)));
     println!("bench: report {}", md_path.display());
     println!("bench: raw outputs in {}", ctx.raw_dir.display());

@@ -10,7 +10,7 @@ use super::{
 };
 
 pub fn json(r: &Results) -> Value {
-    let list = |items: Vec<Value>| Value::Arr(items);
+    let list = |items: Vec<Value>| Value::Array(items);
     let strings = |v: &[String]| list(v.iter().map(|s| s.as_str().into()).collect());
     obj([
         ("timestamp", r.timestamp.as_str().into()),
@@ -18,7 +18,7 @@ pub fn json(r: &Results) -> Value {
         ("rung", r.rung.clone().into()),
         (
             "versions",
-            Value::Obj(
+            Value::Object(
                 r.versions
                     .iter()
                     .map(|(k, v)| (k.clone(), v.as_str().into()))
