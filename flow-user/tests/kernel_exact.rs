@@ -24,13 +24,7 @@ fn exact_on(bind: &str) {
     down += transfer(&pair.server, &pair.client, &[7, 1, 3]);
 
     let sockets = program.sockets().unwrap();
-    let find = |addrs| {
-        sockets
-            .iter()
-            .find(|(_, c)| tuple_addrs(&c.tuple) == Some(addrs))
-            .map(|(_, c)| *c)
-            .unwrap_or_else(|| panic!("no kernel entry for {addrs:?}"))
-    };
+    let find = |addrs| common::counters_of(&sockets, addrs);
     let client = find(pair.client_addrs());
     let server = find(pair.server_addrs());
     assert_eq!((client.tx_bytes, client.rx_bytes), (up, down), "client end");

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{load, tuple_addrs, Pair};
+use common::{load, Pair};
 
 /// Small, so the test stays quick under QEMU's emulation (~20× slower than the host).
 const WRITES: usize = 200;
@@ -62,13 +62,7 @@ fn dribbled_writes_into_one_blocking_recv_count_exactly() {
     assert!(started.elapsed() >= Duration::from_millis(2 * WRITES as u64));
 
     let sockets = program.sockets().unwrap();
-    let find = |addrs| {
-        sockets
-            .iter()
-            .find(|(_, c)| tuple_addrs(&c.tuple) == Some(addrs))
-            .map(|(_, c)| *c)
-            .unwrap_or_else(|| panic!("no kernel entry for {addrs:?}"))
-    };
+    let find = |addrs| common::counters_of(&sockets, addrs);
     let reader = find(pair.server_addrs());
     let writer = find(pair.client_addrs());
     let total = total as u64;

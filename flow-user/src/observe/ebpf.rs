@@ -98,7 +98,10 @@ impl Observer for EbpfObserver {
         let tables = read_tcp_tables(&self.proc_root)?;
         let rows: HashMap<Addrs, &TcpRow> = index_rows(&tables.rows);
         let diag: HashMap<Addrs, TcpInfoRow> = dump_tcp_info()
-            .unwrap_or_default()
+            .unwrap_or_else(|err| {
+                log::warn!("sock_diag dump failed ({err}): segment counts unknown this poll");
+                Vec::new()
+            })
             .into_iter()
             .map(|row| ((row.local, row.remote), row))
             .collect();
@@ -116,6 +119,8 @@ impl Observer for EbpfObserver {
         let mut sockets = Vec::with_capacity(rows.len());
         let mut counted: std::collections::HashSet<Addrs> = Default::default();
         for (sock, counters) in &entries {
+            // Family 0: an entry created an instant ago whose tuple is still being written; its
+            // bytes stay in the map and show at the next poll.
             let Some(addrs) = tuple_addrs(&counters.tuple) else {
                 continue;
             };

@@ -129,6 +129,18 @@ pub fn collect_closed(
     }
 }
 
+/// The kernel's counters of the socket with these `(local, remote)` addresses, from one map read.
+pub fn counters_of(
+    sockets: &[(flow_common::SockKey, flow_common::SockCounters)],
+    addrs: (SocketAddr, SocketAddr),
+) -> flow_common::SockCounters {
+    sockets
+        .iter()
+        .find(|(_, c)| tuple_addrs(&c.tuple) == Some(addrs))
+        .map(|(_, c)| *c)
+        .unwrap_or_else(|| panic!("no kernel entry for {addrs:?}"))
+}
+
 /// The tuple the kernel recorded, as socket addresses.
 pub fn tuple_addrs(tuple: &flow_common::SockTuple) -> Option<(SocketAddr, SocketAddr)> {
     flow_user::ebpf::tuple_addrs(tuple)

@@ -366,7 +366,6 @@ pub fn markdown(r: &Results) -> String {
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::Count => "count",
-        Role::Capture => "capture",
         Role::Lifecycle => "lifecycle",
     }
 }
@@ -510,7 +509,7 @@ mod tests {
                 programs: vec![
                     prog("flow_tx_tp", 100, 2000),
                     prog("flow_rx_tp", 100, 2000),
-                    prog("flow_sys_exit", 200, 4000),
+                    prog("flow_destroy_tp", 200, 4000),
                 ],
             }],
             scale: vec![Scale {
@@ -564,7 +563,7 @@ mod tests {
             "| churn: map entries back at baseline | after ≤ before (+16 for others' traffic) | 10 before, 12 after | met |",
             "| iperf3 | iperf 3.12 |",
             "| flow | 64 | 0.980 (0.970–0.990) | 0.002 (0.001–0.003) | 1.00 (0.90–1.10) | 3 |  |",
-            "| flow | 64 | flow_sys_exit | capture | 200 | 20.0 |",
+            "| flow | 64 | flow_destroy_tp | lifecycle | 200 | 20.0 |",
             "- flow -l 64: 200 events, 20.0 ns per event counting, 40.0 ns per event with every program, 0.0 % of a core in the kernel",
             "| 10000 | 100 | 1 | 1.50 | 10.0 | 0.020 | 40.0 | 20000 | – | – | flow -v prints no per-poll timings |",
             "| flow: other direction (must be 0) | 0 |",

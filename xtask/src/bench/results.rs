@@ -45,13 +45,12 @@ pub struct Cost {
     pub programs: Vec<ProgStats>,
 }
 
-/// What a program does, by flow's naming (`flow_tx_*`, `flow_sys_exit`, …).
+/// What a program does, by flow's naming (`flow_tx_*`, `flow_rx_*`, `flow_destroy_tp`). Payload
+/// capture runs inside the counting programs, so it has no role of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Runs once per send or receive: the per-event cost.
     Count,
-    /// Payload capture on the syscall exit.
-    Capture,
     /// Once per socket (destroy).
     Lifecycle,
 }
@@ -63,8 +62,6 @@ pub fn role(tool: &str, program: &str) -> Role {
     }
     if program.starts_with("flow_tx") || program.starts_with("flow_rx") {
         Role::Count
-    } else if program.starts_with("flow_sys_exit") {
-        Role::Capture
     } else {
         Role::Lifecycle
     }
