@@ -92,10 +92,11 @@ pub struct PayloadEvent {
     pub data: [u8; PAYLOAD_MAX],
 }
 
-/// Sent through the ring buffer when a socket is destroyed: its final counters.
+/// A socket and its counters: the final ones in a close event (ring buffer), the current ones in
+/// a record of the socket iterator (socket-local storage rungs).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SockClosed {
+pub struct SockRecord {
     pub sock: SockKey,
     pub counters: SockCounters,
 }
@@ -124,12 +125,23 @@ pub mod maps {
     pub const STATS: &str = "FLOW_STATS";
     pub const INFLIGHT: &str = "FLOW_INFLIGHT";
     pub const PAYLOADS: &str = "FLOW_PAYLOADS";
+    /// Socket-local storage (`BPF_MAP_TYPE_SK_STORAGE`) of the fentry and tp_btf rungs.
+    pub const SOCKET_STORE: &str = "FLOW_SK_STORE";
+}
+
+/// Names of programs userspace refers to outside the attach ladder.
+pub mod programs {
+    /// `iter/tcp`: writes a [`super::SockRecord`] for every TCP socket with local storage.
+    pub const SOCKET_ITER: &str = "flow_socket_iter";
 }
 
 /// Read-only globals the loader sets.
 pub mod globals {
     /// Bytes of payload to copy per captured message (0: capture off).
     pub const CAPTURE_BYTES: &str = "FLOW_CAPTURE_BYTES";
+    /// Byte offset of `sk_protocol` in this kernel's `struct sock` (from its BTF), for the
+    /// tp_btf rung, which gets the socket but not its protocol.
+    pub const SK_PROTOCOL_OFFSET: &str = "FLOW_SK_PROTOCOL_OFFSET";
 }
 
 /// Default capacity of the socket map; the loader may change it.
@@ -149,7 +161,7 @@ pub const IPPROTO_TCP: u16 = 6;
 mod pod {
     // SAFETY: plain `repr(C)` data without padding holes or pointers; any bit pattern is valid.
     unsafe impl aya::Pod for super::SockCounters {}
-    unsafe impl aya::Pod for super::SockClosed {}
+    unsafe impl aya::Pod for super::SockRecord {}
     unsafe impl aya::Pod for super::SockTuple {}
     unsafe impl aya::Pod for super::PayloadEvent {}
 }
@@ -165,6 +177,6 @@ mod tests {
         assert_eq!(size_of::<SockTuple>(), 40);
         assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
-        assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
+        assert_eq!(size_of::<SockRecord>(), 8 + size_of::<SockCounters>());
     }
 }

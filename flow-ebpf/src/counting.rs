@@ -1,4 +1,5 @@
-//! The one piece of logic every rung shares: add a byte count to a socket's entry.
+//! The logic every rung shares, whichever map holds the socket's entry: add a byte count to it,
+//! fill a new one, publish a closed one.
 
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::generated::bpf_jiffies64;
@@ -8,11 +9,11 @@ use aya_ebpf::helpers::{
 };
 use aya_ebpf::maps::RingBuf;
 use flow_common::{
-    stat, SockClosed, SockCounters, SockKey, SockTuple, AF_INET, AF_INET6, CLOSED_RING_BYTES,
+    stat, SockRecord, SockCounters, SockKey, SockTuple, AF_INET, AF_INET6, CLOSED_RING_BYTES,
     DIRECTION_RX, DIRECTION_TX,
 };
 
-use crate::maps::{CLOSED, SOCKETS, STATS};
+use crate::maps::{CLOSED, STATS};
 
 /// Offsets inside `struct sock_common` (its first member of `struct sock`). These have not moved
 /// since Linux 4.x on 64-bit; the exactness tests check the resulting tuples on every kernel.
@@ -32,18 +33,9 @@ pub enum Direction {
     Rx,
 }
 
-/// Adds `bytes` moved by the current task to the socket `sk`.
+/// Adds `bytes` moved by the current task to the socket's entry, wherever the entry lives.
 #[inline(always)]
-pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
-    let entry = match SOCKETS.get_ptr_mut(&sk) {
-        Some(entry) => entry,
-        None => match create(sk) {
-            Some(entry) => entry,
-            None => return,
-        },
-    };
-    // SAFETY: the pointer comes from a successful map lookup and stays valid for this program run.
-    let counters = unsafe { &mut *entry };
+pub fn add(sk: SockKey, counters: &mut SockCounters, bytes: u64, direction: Direction) {
     let (bytes_field, calls_field, code) = match direction {
         Direction::Tx => (&mut counters.tx_bytes, &mut counters.tx_calls, DIRECTION_TX),
         Direction::Rx => (&mut counters.rx_bytes, &mut counters.rx_calls, DIRECTION_RX),
@@ -62,44 +54,26 @@ pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
     crate::capture::maybe_capture(sk, bytes, code, counters);
 }
 
-/// Creates the entry for a socket seen for the first time and returns it.
-#[cold]
-fn create(sk: SockKey) -> Option<*mut SockCounters> {
-    // Precise: with the socket's address it tells apart sockets that reuse one address quickly.
-    let now = unsafe { bpf_ktime_get_ns() };
+/// A new entry: its identity time and ticks; the tuple comes later ([`read_tuple`]), into the
+/// entry itself, once the map holds it.
+#[inline(always)]
+pub fn fresh() -> SockCounters {
     let tick = unsafe { bpf_jiffies64() };
-    let fresh = SockCounters {
-        first_ns: now,
+    SockCounters {
+        // Precise: with the socket's address it tells apart sockets that reuse one address.
+        first_ns: unsafe { bpf_ktime_get_ns() },
         first_jiffies: tick,
         last_jiffies: tick,
         ..SockCounters::default()
-    };
-    // NOEXIST: another CPU may have created it meanwhile; then its entry is the one to use.
-    match SOCKETS.insert(&sk, &fresh, aya_ebpf::bindings::BPF_NOEXIST as u64) {
-        Ok(()) => {
-            bump(stat::INSERTS);
-            // The tuple is read straight into the map value: built on the stack (16-byte arrays
-            // copied byte by byte) it took this frame to 456+ bytes, past the 512-byte combined
-            // stack limit of kernels without BPF private stacks (6.1, 6.12).
-            if let Some(entry) = SOCKETS.get_ptr_mut(&sk) {
-                // SAFETY: `entry` comes from a successful lookup.
-                unsafe { read_tuple(sk, &mut (*entry).tuple) };
-            }
-        }
-        Err(_) => {
-            if SOCKETS.get_ptr_mut(&sk).is_none() {
-                bump(stat::INSERT_FAILURES);
-                return None;
-            }
-        }
     }
-    SOCKETS.get_ptr_mut(&sk)
 }
 
 /// Reads the 4-tuple from `struct sock_common` into a zeroed `tuple`; a failed read leaves
-/// family 0.
+/// family 0. Read straight into the map value: built on the stack (16-byte arrays copied byte by
+/// byte) it took the frame to 456+ bytes, past the 512-byte combined stack limit of kernels
+/// without BPF private stacks (6.1, 6.12).
 #[inline(always)]
-unsafe fn read_tuple(sk: SockKey, tuple: &mut SockTuple) {
+pub unsafe fn read_tuple(sk: SockKey, tuple: &mut SockTuple) {
     let base = sk as *const u8;
     let read16 = |off: usize| unsafe { bpf_probe_read_kernel(base.add(off) as *const u16) };
     let (Ok(family), Ok(dport), Ok(num)) = (
@@ -130,23 +104,18 @@ unsafe fn read_tuple(sk: SockKey, tuple: &mut SockTuple) {
     }
 }
 
-/// The socket is gone: forget it and hand its final counters to userspace.
+/// Hands a destroyed socket's final counters to userspace. The caller has already removed the
+/// entry: userspace takes close events before it reads live entries, so a socket is never seen
+/// both live and closed.
 #[inline(always)]
-pub fn close(sk: SockKey) {
-    let Some(entry) = SOCKETS.get_ptr(&sk) else {
-        return;
-    };
-    // SAFETY: `entry` comes from a successful lookup.
-    let counters = unsafe { *entry };
-    // Delete before publishing: userspace takes close events before it reads the map, so a
-    // socket is never seen both live and closed.
-    if SOCKETS.remove(&sk).is_err() {
-        return;
-    }
+pub fn publish_closed(sk: SockKey, counters: &SockCounters) {
     bump(stat::CLOSES);
-    match CLOSED.reserve::<SockClosed>(0) {
+    match CLOSED.reserve::<SockRecord>(0) {
         Some(mut slot) => {
-            slot.write(SockClosed { sock: sk, counters });
+            slot.write(SockRecord {
+                sock: sk,
+                counters: *counters,
+            });
             slot.submit(wakeup_flags(&CLOSED, CLOSED_RING_BYTES));
         }
         None => bump(stat::CLOSE_DROPS),
@@ -174,7 +143,7 @@ pub fn bump(index: u32) {
 
 /// `lock xadd`: counters are shared by every CPU, and a read-add-write would lose updates.
 #[inline(always)]
-fn atomic_add(target: &mut u64, value: u64) {
+pub fn atomic_add(target: &mut u64, value: u64) {
     unsafe {
         core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
             target, value,

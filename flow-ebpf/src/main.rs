@@ -1,8 +1,12 @@
 //! flow's kernel programs: one short program per hook, all feeding `counting::count`.
 //!
-//! Three rungs of hooks count the same thing; the loader attaches exactly one of them:
-//! fexit on `tcp_sendmsg`/`tcp_recvmsg` (cheapest), kprobe/kretprobe on the same functions, or
-//! the `sock:sock_{send,recv}_length` tracepoints. `tcp:tcp_destroy_sock` closes entries on all.
+//! Four rungs of hooks count the same thing; the loader attaches exactly one of them. The two
+//! typed ones keep each socket's counters in socket-local storage (no hash lookup per event):
+//! fexit on `tcp_sendmsg`/`tcp_recvmsg`, and `tp_btf` on the `sock_{send,recv}_length`
+//! tracepoints. The two untyped ones use the LRU hash keyed by socket: kprobe/kretprobe on the
+//! same functions, and the classic `sock:sock_{send,recv}_length` tracepoints.
+//! `tcp_destroy_sock` closes entries on all of them (typed or classic, to match the store), and
+//! the `iter/tcp` program reads socket-local storage out for userspace.
 //! Receive is counted from `tcp_recvmsg`'s return value, never by summing
 //! `tcp_cleanup_rbuf(copied)`, which is called with a running total and over-counts.
 #![no_std]
@@ -12,19 +16,25 @@
 
 mod capture;
 mod counting;
+mod hashed;
+mod local;
 mod maps;
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
-    macros::{fexit, kprobe, kretprobe, tracepoint},
-    programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_seq_write},
+    macros::{btf_tracepoint, fexit, kprobe, kretprobe, tracepoint},
+    programs::{
+        BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext,
+    },
     EbpfContext,
 };
-use counting::{count, Direction};
-use flow_common::{stat, SockKey, IPPROTO_TCP, MSG_PEEK};
+use counting::Direction;
+use flow_common::{stat, SockKey, SockRecord, IPPROTO_TCP, MSG_PEEK};
 use maps::INFLIGHT;
 
-// --- rung 1: fexit ------------------------------------------------------------------------------
+// --- rung 1: fexit (socket-local storage) ------------------------------------------------------------------------------
 
 /// `int tcp_sendmsg(struct sock *sk, struct msghdr *msg, size_t size)`: the return value is what
 /// was queued, so failed and partial sends count what really moved.
@@ -33,7 +43,7 @@ pub fn flow_tx_fexit(ctx: FExitContext) -> i32 {
     let sk: SockKey = ctx.arg(0);
     let ret: i32 = ctx.arg(3);
     if ret > 0 {
-        count(sk, ret as u64, Direction::Tx);
+        local::count(sk, ret as u64, Direction::Tx);
     }
     0
 }
@@ -45,12 +55,50 @@ pub fn flow_rx_fexit(ctx: FExitContext) -> i32 {
     let flags: i32 = ctx.arg(3);
     let ret: i32 = ctx.arg(5);
     if ret > 0 && flags & MSG_PEEK == 0 {
-        count(sk, ret as u64, Direction::Rx);
+        local::count(sk, ret as u64, Direction::Rx);
     }
     0
 }
 
-// --- rung 2: kprobe / kretprobe -----------------------------------------------------------------
+// --- rung 2: tp_btf on the sock length tracepoints (Linux 6.3+; socket-local storage) -------
+
+/// Byte offset of `sk_protocol` in `struct sock`, from the running kernel's BTF (set by the
+/// loader; read-only data, so the verifier sees a constant and allows the direct load).
+#[unsafe(no_mangle)]
+static FLOW_SK_PROTOCOL_OFFSET: u32 = 0;
+
+/// The raw tracepoint gets `(struct sock *sk, int ret, int flags)`: the protocol the classic
+/// tracepoint records is read from the socket here.
+#[inline(always)]
+fn is_tcp(sk: SockKey) -> bool {
+    // SAFETY: a plain read of a global the loader patched before load.
+    let offset = unsafe { core::ptr::read_volatile(&FLOW_SK_PROTOCOL_OFFSET) } as usize;
+    // SAFETY: `sk` is a typed socket pointer; the verifier checks the field access against BTF.
+    offset != 0 && unsafe { *((sk as *const u8).add(offset) as *const u16) } == IPPROTO_TCP
+}
+
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn flow_tx_btf(ctx: BtfTracePointContext) -> i32 {
+    let sk: SockKey = ctx.arg(0);
+    let ret: i32 = ctx.arg(1);
+    if ret > 0 && is_tcp(sk) {
+        local::count(sk, ret as u64, Direction::Tx);
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn flow_rx_btf(ctx: BtfTracePointContext) -> i32 {
+    let sk: SockKey = ctx.arg(0);
+    let ret: i32 = ctx.arg(1);
+    let flags: i32 = ctx.arg(2);
+    if ret > 0 && flags & MSG_PEEK == 0 && is_tcp(sk) {
+        local::count(sk, ret as u64, Direction::Rx);
+    }
+    0
+}
+
+// --- rung 3: kprobe / kretprobe -----------------------------------------------------------------
 
 #[kprobe]
 pub fn flow_tx_kprobe(ctx: ProbeContext) -> u32 {
@@ -100,11 +148,11 @@ fn finish(ret: i32, direction: Direction) {
     };
     let _ = INFLIGHT.remove(&tid);
     if ret > 0 {
-        count(sk, ret as u64, direction);
+        hashed::count(sk, ret as u64, direction);
     }
 }
 
-// --- rung 3: sock tracepoints (Linux 6.3+) ------------------------------------------------------
+// --- rung 4: sock tracepoints (Linux 6.3+) ------------------------------------------------------
 
 /// Layout of `sock:sock_send_length` and `sock:sock_recv_length` (see their `format` files).
 mod sock_length {
@@ -117,7 +165,7 @@ mod sock_length {
 #[tracepoint(category = "sock", name = "sock_send_length")]
 pub fn flow_tx_tp(ctx: TracePointContext) -> u32 {
     if let Some((sk, bytes, _)) = read_length_event(&ctx) {
-        count(sk, bytes, Direction::Tx);
+        hashed::count(sk, bytes, Direction::Tx);
     }
     0
 }
@@ -126,7 +174,7 @@ pub fn flow_tx_tp(ctx: TracePointContext) -> u32 {
 pub fn flow_rx_tp(ctx: TracePointContext) -> u32 {
     if let Some((sk, bytes, flags)) = read_length_event(&ctx) {
         if flags & MSG_PEEK == 0 {
-            count(sk, bytes, Direction::Rx);
+            hashed::count(sk, bytes, Direction::Rx);
         }
     }
     0
@@ -156,13 +204,53 @@ pub fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { (ctx.as_ptr() as *const u8).add(offset).cast::<T>().read() }
 }
 
-// --- lifecycle (every rung) ---------------------------------------------------------------------
+// --- lifecycle and read-out ----------------------------------------------------------------------
 
 /// `tcp:tcp_destroy_sock` (5.13+): the socket is gone; nothing can move on it any more.
+/// Closes entries of the LRU hash (kprobe and tracepoint rungs).
 #[tracepoint(category = "tcp", name = "tcp_destroy_sock")]
 pub fn flow_destroy_tp(ctx: TracePointContext) -> u32 {
     // `skaddr` is the first field after the common header.
-    counting::close(field(&ctx, 8));
+    hashed::close(field(&ctx, 8));
+    0
+}
+
+/// The same tracepoint, typed: closes socket-local entries (fentry and tp_btf rungs).
+#[btf_tracepoint(function = "tcp_destroy_sock")]
+pub fn flow_destroy_btf(ctx: BtfTracePointContext) -> i32 {
+    local::close(ctx.arg(0));
+    0
+}
+
+/// `iter/tcp` (5.9+): runs once per TCP socket when userspace reads the iterator, and writes a
+/// [`SockRecord`] for each socket that has an entry. The context is `struct bpf_iter__tcp`:
+/// `{ struct bpf_iter_meta *meta; struct sock_common *sk_common; uid_t uid; }`, and `meta`
+/// starts with the `struct seq_file *` to write to.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/tcp")]
+pub fn flow_socket_iter(ctx: *mut c_void) -> i32 {
+    let ctx = ctx as *const u64;
+    // SAFETY: typed context loads; the verifier checks them against `bpf_iter__tcp`'s BTF.
+    let (meta, sk) = unsafe { (*ctx as *const u64, *ctx.add(1)) };
+    if sk == 0 {
+        return 0;
+    }
+    let counters = local::entry(sk);
+    if counters.is_null() {
+        return 0;
+    }
+    // SAFETY: non-null storage of this socket; `meta` is the iterator's metadata.
+    let record = SockRecord {
+        sock: sk,
+        counters: unsafe { *counters },
+    };
+    unsafe {
+        bpf_seq_write(
+            (*meta) as *mut _,
+            core::ptr::from_ref(&record).cast(),
+            core::mem::size_of::<SockRecord>() as u32,
+        )
+    };
     0
 }
 

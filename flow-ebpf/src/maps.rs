@@ -1,7 +1,8 @@
 //! The maps shared by every hook. Sizes here are defaults; the loader overrides the socket map's.
 
 use aya_ebpf::{
-    macros::map,
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
     maps::{Array, HashMap, LruHashMap, RingBuf},
 };
 use flow_common::{
@@ -13,6 +14,11 @@ use flow_common::{
 #[map(name = "FLOW_SOCKS")]
 pub static SOCKETS: LruHashMap<SockKey, SockCounters> =
     LruHashMap::with_max_entries(DEFAULT_MAP_ENTRIES, 0);
+
+/// Counters per live socket, kept on the socket itself (fentry and tp_btf rungs). A BTF map:
+/// the kernel needs the key and value types of socket storage.
+#[btf_map(name = "FLOW_SK_STORE")]
+pub static SOCKET_STORE: SkStorage<SockCounters> = SkStorage::new();
 
 /// Final counters of destroyed sockets, so a connection that lives between two polls still counts.
 #[map(name = "FLOW_CLOSED")]

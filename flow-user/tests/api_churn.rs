@@ -24,7 +24,7 @@ use flow_user::{ebpf::LoadOptions, ModeChoice};
 /// even while other sockets close (and their entries are deleted) during the walk.
 #[test]
 fn kernel_map_lists_each_socket_once() {
-    let Some(program) = load(&LoadOptions::default()) else {
+    let Some(mut program) = load(&LoadOptions::default()) else {
         return;
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

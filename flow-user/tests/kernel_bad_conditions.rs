@@ -15,7 +15,7 @@ use std::{
 };
 
 use common::{load, Pair};
-use flow_user::ebpf::LoadOptions;
+use flow_user::ebpf::{LoadOptions, Rung};
 
 #[test]
 fn without_privileges_ebpf_mode_is_one_clear_line() {
@@ -43,24 +43,68 @@ fn without_privileges_ebpf_mode_is_one_clear_line() {
     assert!(!stderr.contains("panicked"));
 }
 
-/// More live sockets than map entries: the LRU evicts, the monitor counts it, nothing breaks.
-#[test]
-fn a_map_smaller_than_the_live_sockets_counts_evictions() {
-    const CAPACITY: u32 = 16;
-    const PAIRS: usize = 64;
-    let Some(program) = load(&LoadOptions {
-        map_entries: CAPACITY,
-        ..common::options()
-    }) else {
-        return;
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let pairs: Vec<Pair> = (0..PAIRS).map(|_| Pair::open(&listener)).collect();
+const CAPACITY: u32 = 16;
+const PAIRS: usize = 64;
+
+/// `PAIRS` connections that each moved 4 bytes both ways.
+fn pinged_pairs(listener: &TcpListener) -> Vec<Pair> {
+    let pairs: Vec<Pair> = (0..PAIRS).map(|_| Pair::open(listener)).collect();
     for pair in &pairs {
         (&pair.client).write_all(b"ping").unwrap();
         let mut buf = [0u8; 4];
         (&pair.server).read_exact(&mut buf).unwrap();
+        (&pair.server).write_all(b"pong").unwrap();
+        (&pair.client).read_exact(&mut buf).unwrap();
     }
+    pairs
+}
+
+/// Socket-local storage (the host's tp_btf rung) has no capacity to overflow: a socket's entry
+/// lives exactly as long as the socket, whatever `--map-entries` says.
+#[test]
+fn socket_local_storage_never_evicts() {
+    let Some(mut program) = load(&LoadOptions {
+        map_entries: CAPACITY,
+        rung: Some(Rung::TpBtf),
+        ..LoadOptions::default()
+    }) else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let pairs = pinged_pairs(&listener);
+    let ours: Vec<_> = program
+        .sockets()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, c)| {
+            common::tuple_addrs(&c.tuple).is_some_and(|(l, r)| {
+                l == listener.local_addr().unwrap() || r == listener.local_addr().unwrap()
+            })
+        })
+        .collect();
+    assert_eq!(ours.len(), 2 * PAIRS, "every socket of the test listed");
+    assert!(ours.iter().all(|(_, c)| c.tx_bytes == 4 && c.rx_bytes == 4));
+    let before = program.stats().unwrap();
+    let live = program.sockets().unwrap().len() as u64;
+    let after = program.stats().unwrap();
+    assert_eq!(after.evictions(&before, live), 0);
+    assert_eq!(after.insert_failures, 0);
+    drop(pairs);
+}
+
+/// More live sockets than map entries: the LRU hash (the host's tracepoint rung) evicts, the
+/// monitor counts it, nothing breaks.
+#[test]
+fn a_map_smaller_than_the_live_sockets_counts_evictions() {
+    let Some(mut program) = load(&LoadOptions {
+        map_entries: CAPACITY,
+        rung: Some(Rung::Tracepoint),
+        ..LoadOptions::default()
+    }) else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let pairs = pinged_pairs(&listener);
     let live = program.sockets().unwrap().len() as u64;
     let stats = program.stats().unwrap();
     assert!(
@@ -102,6 +146,8 @@ fn a_map_smaller_than_the_live_sockets_counts_evictions() {
         .args([
             "--mode",
             "ebpf",
+            "--rung",
+            "tracepoint",
             "--map-entries",
             "16",
             "bandwidth",

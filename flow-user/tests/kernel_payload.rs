@@ -400,7 +400,8 @@ fn without_payload_capture_ports_decide() {
     assert!(monitor.http_connections(Duration::ZERO).is_err());
     client.write_all(b"bye\n").unwrap();
     server.join().unwrap();
-    // Capture has no program of its own: only the rung's hooks and the lifecycle hook load.
+    // Capture has no program of its own: only the rung's hooks, its closing hook and (local
+    // storage) its socket iterator load.
     let program = flow_user::ebpf::KernelProgram::load(&LoadOptions {
         payload_bytes: 0,
         ..common::options()
@@ -410,7 +411,18 @@ fn without_payload_capture_ports_decide() {
     let mut loaded = program.loaded_programs();
     loaded.sort();
     let expected = match program.rung() {
-        flow_user::ebpf::Rung::Fentry => vec!["flow_destroy_tp", "flow_rx_fexit", "flow_tx_fexit"],
+        flow_user::ebpf::Rung::Fentry => vec![
+            "flow_destroy_btf",
+            "flow_rx_fexit",
+            "flow_socket_iter",
+            "flow_tx_fexit",
+        ],
+        flow_user::ebpf::Rung::TpBtf => vec![
+            "flow_destroy_btf",
+            "flow_rx_btf",
+            "flow_socket_iter",
+            "flow_tx_btf",
+        ],
         flow_user::ebpf::Rung::Kprobe => vec![
             "flow_destroy_tp",
             "flow_rx_kprobe",

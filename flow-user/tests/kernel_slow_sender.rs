@@ -26,7 +26,7 @@ const BUFFER: usize = 1024 * 1024;
 
 #[test]
 fn dribbled_writes_into_one_blocking_recv_count_exactly() {
-    let Some(program) = load(&common::options()) else {
+    let Some(mut program) = load(&common::options()) else {
         return;
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -4,51 +4,85 @@ use std::{fmt, path::Path, str::FromStr};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    programs::{FExit, KProbe, ProgramError, TracePoint},
+    programs::{BtfTracePoint, FExit, Iter, KProbe, ProgramError, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use flow_common::{globals, maps, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
+use flow_common::{globals, maps, programs, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
 
 /// The object `cargo xtask build-ebpf` produced, embedded at build time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow.bpf.o"));
 
 /// One set of hooks that counts bytes per socket. Best (cheapest) first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Rung {
-    /// fexit `tcp_sendmsg` / `tcp_recvmsg` (BTF trampolines).
+    /// fexit `tcp_sendmsg` / `tcp_recvmsg` (BTF trampolines), socket-local storage.
     Fentry,
-    /// kprobe + kretprobe on the same functions.
+    /// `tp_btf` on the `sock_send_length` / `sock_recv_length` tracepoints (Linux 6.3+),
+    /// socket-local storage.
+    TpBtf,
+    /// kprobe + kretprobe on `tcp_sendmsg` / `tcp_recvmsg`, LRU hash.
     Kprobe,
-    /// `sock:sock_send_length` / `sock:sock_recv_length` (Linux 6.3+).
+    /// `sock:sock_send_length` / `sock:sock_recv_length` (Linux 6.3+), LRU hash.
     Tracepoint,
 }
 
+/// Where a rung keeps each socket's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// Socket-local storage, read out through the `iter/tcp` program.
+    Local,
+    /// The LRU hash keyed by socket address, read with batch lookups.
+    Hashed,
+}
+
 impl Rung {
-    pub const LADDER: [Rung; 3] = [Rung::Fentry, Rung::Kprobe, Rung::Tracepoint];
+    pub const LADDER: [Rung; 4] = [Rung::Fentry, Rung::TpBtf, Rung::Kprobe, Rung::Tracepoint];
 
     pub fn name(self) -> &'static str {
         match self {
             Rung::Fentry => "fentry",
+            Rung::TpBtf => "tp_btf",
             Rung::Kprobe => "kprobe",
             Rung::Tracepoint => "tracepoint",
         }
     }
 
-    /// Programs of this rung, in the order they are attached.
+    pub fn store(self) -> Store {
+        match self {
+            Rung::Fentry | Rung::TpBtf => Store::Local,
+            Rung::Kprobe | Rung::Tracepoint => Store::Hashed,
+        }
+    }
+
+    /// Programs of this rung, in the order they are attached: the hook that closes entries
+    /// first (no entry is made that nothing would close), then the counting hooks.
     fn hooks(self) -> &'static [Hook] {
+        const LOCAL_CLOSE: Hook = Hook::BtfTracePoint("flow_destroy_btf", "tcp_destroy_sock");
+        const HASHED_CLOSE: Hook = Hook::TracePoint("flow_destroy_tp", "tcp", "tcp_destroy_sock");
+        const LOCAL_READ: Hook = Hook::Iter(programs::SOCKET_ITER, "tcp");
         match self {
             Rung::Fentry => &[
+                LOCAL_READ,
+                LOCAL_CLOSE,
                 Hook::FExit("flow_tx_fexit", "tcp_sendmsg"),
                 Hook::FExit("flow_rx_fexit", "tcp_recvmsg"),
             ],
+            Rung::TpBtf => &[
+                LOCAL_READ,
+                LOCAL_CLOSE,
+                Hook::BtfTracePoint("flow_tx_btf", "sock_send_length"),
+                Hook::BtfTracePoint("flow_rx_btf", "sock_recv_length"),
+            ],
             Rung::Kprobe => &[
+                HASHED_CLOSE,
                 Hook::KProbe("flow_tx_kprobe", "tcp_sendmsg"),
                 Hook::KProbe("flow_tx_kretprobe", "tcp_sendmsg"),
                 Hook::KProbe("flow_rx_kprobe", "tcp_recvmsg"),
                 Hook::KProbe("flow_rx_kretprobe", "tcp_recvmsg"),
             ],
             Rung::Tracepoint => &[
+                HASHED_CLOSE,
                 Hook::TracePoint("flow_tx_tp", "sock", "sock_send_length"),
                 Hook::TracePoint("flow_rx_tp", "sock", "sock_recv_length"),
             ],
@@ -68,27 +102,33 @@ impl FromStr for Rung {
         Rung::LADDER
             .into_iter()
             .find(|r| r.name() == s || (s == "fexit" && *r == Rung::Fentry))
-            .ok_or_else(|| format!("unknown rung `{s}` (expected fentry, kprobe or tracepoint)"))
+            .ok_or_else(|| {
+                format!("unknown rung `{s}` (expected fentry, tp_btf, kprobe or tracepoint)")
+            })
     }
 }
 
 /// Attached hooks, owned by flow rather than by aya so they can be detached in parallel.
 type Links = Vec<Box<dyn Send>>;
 
-/// Every rung also closes entries when a socket is destroyed.
-const LIFECYCLE: Hook = Hook::TracePoint("flow_destroy_tp", "tcp", "tcp_destroy_sock");
-
 #[derive(Clone, Copy, Debug)]
 enum Hook {
     FExit(&'static str, &'static str),
+    BtfTracePoint(&'static str, &'static str),
     KProbe(&'static str, &'static str),
     TracePoint(&'static str, &'static str, &'static str),
+    /// Loaded only: userspace attaches it for each read-out.
+    Iter(&'static str, &'static str),
 }
 
 impl Hook {
     fn program(self) -> &'static str {
         match self {
-            Hook::FExit(p, _) | Hook::KProbe(p, _) | Hook::TracePoint(p, _, _) => p,
+            Hook::FExit(p, _)
+            | Hook::BtfTracePoint(p, _)
+            | Hook::KProbe(p, _)
+            | Hook::TracePoint(p, _, _)
+            | Hook::Iter(p, _) => p,
         }
     }
 
@@ -104,6 +144,18 @@ impl Hook {
                 program.load(function, btf).map_err(explain)?;
                 let link = program.attach()?;
                 links.push(Box::new(program.take_link(link)?));
+            }
+            Hook::BtfTracePoint(_, event) => {
+                let btf = btf.ok_or_else(|| anyhow!("no kernel BTF (/sys/kernel/btf/vmlinux)"))?;
+                let program: &mut BtfTracePoint = program.try_into()?;
+                program.load(event, btf).map_err(explain)?;
+                let link = program.attach().map_err(explain)?;
+                links.push(Box::new(program.take_link(link)?));
+            }
+            Hook::Iter(_, target) => {
+                let btf = btf.ok_or_else(|| anyhow!("no kernel BTF (/sys/kernel/btf/vmlinux)"))?;
+                let program: &mut Iter = program.try_into()?;
+                program.load(target, btf).map_err(explain)?;
             }
             Hook::KProbe(_, function) => {
                 let program: &mut KProbe = program.try_into()?;
@@ -131,6 +183,10 @@ impl Hook {
         };
         let _ = match self {
             Hook::FExit(..) => <&mut FExit>::try_from(program).map(|p| p.unload()),
+            Hook::BtfTracePoint(..) => {
+                <&mut BtfTracePoint>::try_from(program).map(|p| p.unload())
+            }
+            Hook::Iter(..) => <&mut Iter>::try_from(program).map(|p| p.unload()),
             Hook::KProbe(..) => <&mut KProbe>::try_from(program).map(|p| p.unload()),
             Hook::TracePoint(..) => <&mut TracePoint>::try_from(program).map(|p| p.unload()),
         };
@@ -189,6 +245,8 @@ pub struct KernelProgram {
     refused: Vec<Refusal>,
     map_entries: u32,
     payload_bytes: u32,
+    /// Reused between read-outs of the socket iterator.
+    pub(super) iter_buffer: Vec<u8>,
 }
 
 impl KernelProgram {
@@ -197,9 +255,12 @@ impl KernelProgram {
         raise_memlock_limit();
         ensure_tracefs();
         let payload_bytes = options.payload_bytes.min(PAYLOAD_MAX as u32);
+        let sk_protocol = super::kernel_btf::sk_protocol_offset();
+        let protocol_offset = *sk_protocol.as_ref().unwrap_or(&0);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::SOCKETS, options.map_entries.max(1))
             .override_global(globals::CAPTURE_BYTES, &payload_bytes, true)
+            .override_global(globals::SK_PROTOCOL_OFFSET, &protocol_offset, true)
             .load(OBJECT)
             .map_err(|err| {
                 let text = format!("{:#}", anyhow::Error::from(err));
@@ -210,20 +271,19 @@ impl KernelProgram {
                 }
             })?;
         let btf = Btf::from_sys_fs().ok();
-        let mut links = Links::new();
-        LIFECYCLE
-            .attach(&mut ebpf, btf.as_ref(), &mut links)
-            .context("attaching the socket lifecycle hook")?;
-
         let candidates: Vec<Rung> = match options.rung {
             Some(rung) => vec![rung],
             None => Rung::LADDER.to_vec(),
         };
         let mut refused = Vec::new();
         for rung in candidates {
-            match attach_rung(&mut ebpf, rung, btf.as_ref()) {
-                Ok(rung_links) => {
-                    links.extend(rung_links);
+            let attached = match (rung, &sk_protocol) {
+                // Without the offset the tp_btf hooks cannot tell TCP from other sockets.
+                (Rung::TpBtf, Err(err)) => Err(anyhow!("{err:#}")),
+                _ => attach_rung(&mut ebpf, rung, btf.as_ref()),
+            };
+            match attached {
+                Ok(links) => {
                     return Ok(KernelProgram {
                         links,
                         ebpf,
@@ -231,6 +291,7 @@ impl KernelProgram {
                         refused,
                         map_entries: options.map_entries.max(1),
                         payload_bytes,
+                        iter_buffer: Vec::new(),
                     });
                 }
                 Err(err) => refused.push(Refusal {

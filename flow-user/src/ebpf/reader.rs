@@ -1,10 +1,15 @@
 //! Reading the kernel program's maps: per-socket counters and its own event counters.
 
-use anyhow::{anyhow, Result};
-use aya::maps::{Array, HashMap, MapData};
-use flow_common::{maps, stat, SockCounters, SockKey};
+use std::io::Read;
 
-use super::KernelProgram;
+use anyhow::{anyhow, Context, Result};
+use aya::{
+    maps::{Array, HashMap, MapData},
+    programs::Iter,
+};
+use flow_common::{maps, programs, stat, SockCounters, SockKey, SockRecord};
+
+use super::{KernelProgram, Store};
 
 /// The kernel program's own health counters, since it was loaded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -38,8 +43,35 @@ impl KernelStats {
 }
 
 impl KernelProgram {
-    /// Every socket entry now in the map.
-    pub fn sockets(&self) -> Result<Vec<(SockKey, SockCounters)>> {
+    /// Every live socket's entry, wherever the rung keeps them.
+    pub fn sockets(&mut self) -> Result<Vec<(SockKey, SockCounters)>> {
+        match self.rung().store() {
+            Store::Local => self.local_sockets(),
+            Store::Hashed => self.hashed_sockets(),
+        }
+    }
+
+    /// Runs the `iter/tcp` program once: one record per TCP socket that has local storage.
+    fn local_sockets(&mut self) -> Result<Vec<(SockKey, SockCounters)>> {
+        let program: &mut Iter = self
+            .ebpf
+            .program_mut(programs::SOCKET_ITER)
+            .ok_or_else(|| anyhow!("program {} missing", programs::SOCKET_ITER))?
+            .try_into()?;
+        // A link per read-out: the iterator's file keeps what it needs, the link can go.
+        let link = program.attach().context("attaching the socket iterator")?;
+        let mut file = program.take_link(link)?.into_file()?;
+        let mut bytes = std::mem::take(&mut self.iter_buffer);
+        bytes.clear();
+        file.read_to_end(&mut bytes)
+            .context("reading the socket iterator")?;
+        let records = parse_records(&bytes);
+        self.iter_buffer = bytes;
+        Ok(records)
+    }
+
+    /// Every entry of the LRU hash.
+    fn hashed_sockets(&self) -> Result<Vec<(SockKey, SockCounters)>> {
         let map = self
             .ebpf
             .map(maps::SOCKETS)
@@ -79,6 +111,61 @@ impl KernelProgram {
             inflight_drops: read(stat::INFLIGHT_DROPS),
             payload_drops: read(stat::PAYLOAD_DROPS),
         })
+    }
+}
+
+/// Whole records only: the iterator writes each one with a single `bpf_seq_write`. The TCP
+/// iterator resumes bucket by bucket, so a socket can come twice when its bucket changed in
+/// between: one entry per socket is kept, the later (newer) one.
+fn parse_records(bytes: &[u8]) -> Vec<(SockKey, SockCounters)> {
+    let mut records: Vec<(SockKey, SockCounters)> = bytes
+        .chunks_exact(std::mem::size_of::<SockRecord>())
+        .rev()
+        .map(|chunk| {
+            // SAFETY: `chunk` holds exactly one record; `SockRecord` is plain data (any bit
+            // pattern is valid) and the read is unaligned-safe.
+            let record: SockRecord =
+                unsafe { chunk.as_ptr().cast::<SockRecord>().read_unaligned() };
+            (record.sock, record.counters)
+        })
+        .collect();
+    // Stable: of a socket's records, the newest (first after `rev`) stays first and is kept.
+    records.sort_by_key(|(sock, _)| *sock);
+    records.dedup_by_key(|(sock, _)| *sock);
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sock: SockKey, tx_bytes: u64) -> Vec<u8> {
+        let record = SockRecord {
+            sock,
+            counters: SockCounters {
+                tx_bytes,
+                ..SockCounters::default()
+            },
+        };
+        // SAFETY: plain `repr(C)` data without padding holes.
+        unsafe {
+            std::slice::from_raw_parts(
+                std::ptr::from_ref(&record).cast::<u8>(),
+                std::mem::size_of::<SockRecord>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn parse_keeps_the_newest_record_of_each_socket_and_drops_a_torn_tail() {
+        let mut bytes = [record(1, 10), record(2, 20), record(1, 11)].concat();
+        bytes.extend_from_slice(&[0xff; 7]);
+        let parsed: Vec<(SockKey, u64)> = parse_records(&bytes)
+            .into_iter()
+            .map(|(sock, c)| (sock, c.tx_bytes))
+            .collect();
+        assert_eq!(parsed, vec![(1, 11), (2, 20)]);
     }
 }
 

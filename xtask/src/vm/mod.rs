@@ -1,7 +1,7 @@
 //! `cargo xtask vm-test`: the kernel tests on other kernels, booted under QEMU.
 //!
-//! The host kernel only lets the tracepoint rung attach (no kprobes, fentry denied), so the
-//! fentry and kprobe rungs are tested here: stock Debian kernels boot under QEMU TCG with a
+//! The host kernel only lets the tracepoint rungs attach (no kprobes, fentry denied), so the
+//! fentry and kprobe rungs are tested here (and every rung on a second kernel): stock Debian kernels boot under QEMU TCG with a
 //! busybox initramfs, and the same test executables run inside, once per rung each kernel has.
 //! One file per step: `tools` installs QEMU & co, `kernels` fetches the kernels, `binaries`
 //! builds the static tests, `initramfs` packs them with `init.sh`, `boot` runs QEMU and parses
@@ -23,7 +23,7 @@ use std::{
 };
 
 /// Meta packages whose current kernel is tested: Debian bookworm's default (6.1, before the
-/// sock length tracepoints) and its 6.12 (all three rungs). Both come from bookworm-security.
+/// sock length tracepoints) and its 6.12 (all four rungs). Both come from bookworm-security.
 const KERNEL_PACKAGES: &[&str] = &["linux-image-amd64", "linux-image-6.12-amd64"];
 /// Run once per rung, with that rung forced (`FLOW_TEST_RUNG`).
 const RUNG_TESTS: &[&str] = &["kernel_exact", "kernel_short_lived", "kernel_slow_sender"];
@@ -59,14 +59,15 @@ struct Plan {
 
 impl Plan {
     /// Every Debian kernel tested has BTF trampolines and kprobes built in, so fentry is the
-    /// ladder's pick and both rungs can be forced; `sock:sock_{send,recv}_length` came in 6.3.
+    /// ladder's pick and both rungs can be forced; `sock_{send,recv}_length`, which the tp_btf
+    /// and tracepoint rungs hook, came in 6.3.
     fn new(version: (u32, u32), tests: &[String]) -> Plan {
-        let tracepoint = version >= (6, 3);
+        let sock_length = ["tp_btf", "tracepoint"];
         let (mut rungs, mut absent) = (vec!["fentry", "kprobe"], vec![]);
-        if tracepoint {
-            rungs.push("tracepoint");
+        if version >= (6, 3) {
+            rungs.extend(sock_length);
         } else {
-            absent.push("tracepoint");
+            absent.extend(sock_length);
         }
         Plan {
             expect: "fentry",
@@ -360,7 +361,7 @@ mod tests {
         let tests: Vec<String> = ["kernel_exact", "kernel_ladder"].map(String::from).to_vec();
         let old = Plan::new((6, 1), &tests);
         assert_eq!(old.rungs, ["fentry", "kprobe"]);
-        assert_eq!(old.absent, ["tracepoint"]);
+        assert_eq!(old.absent, ["tp_btf", "tracepoint"]);
         let cells: Vec<String> = old
             .cells()
             .iter()
@@ -379,7 +380,7 @@ mod tests {
             .append()
             .contains(" flow_rungs=fentry,kprobe flow_tests=kernel_exact "));
         let new = Plan::new((6, 12), &tests);
-        assert_eq!(new.rungs, ["fentry", "kprobe", "tracepoint"]);
+        assert_eq!(new.rungs, ["fentry", "kprobe", "tp_btf", "tracepoint"]);
         assert!(new.absent.is_empty());
     }
 }

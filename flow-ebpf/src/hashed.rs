@@ -1,0 +1,57 @@
+//! Entries in the LRU hash keyed by socket address: the portable store, for rungs whose context
+//! is untyped (kprobe, tracepoint) and may not use socket-local storage. One hash lookup per
+//! event.
+
+use aya_ebpf::bindings::BPF_NOEXIST;
+use flow_common::{stat, SockCounters, SockKey};
+
+use crate::counting::{add, bump, fresh, publish_closed, read_tuple, Direction};
+use crate::maps::SOCKETS;
+
+#[inline(always)]
+pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
+    let entry = match SOCKETS.get_ptr_mut(&sk) {
+        Some(entry) => entry,
+        None => match create(sk) {
+            Some(entry) => entry,
+            None => return,
+        },
+    };
+    // SAFETY: the pointer comes from a successful map lookup and stays valid for this run.
+    add(sk, unsafe { &mut *entry }, bytes, direction);
+}
+
+/// Creates the entry for a socket seen for the first time and returns it.
+#[cold]
+fn create(sk: SockKey) -> Option<*mut SockCounters> {
+    // NOEXIST: another CPU may have created it meanwhile; then its entry is the one to use.
+    match SOCKETS.insert(&sk, &fresh(), BPF_NOEXIST as u64) {
+        Ok(()) => {
+            bump(stat::INSERTS);
+            if let Some(entry) = SOCKETS.get_ptr_mut(&sk) {
+                // SAFETY: `entry` comes from a successful lookup.
+                unsafe { read_tuple(sk, &mut (*entry).tuple) };
+            }
+        }
+        Err(_) => {
+            if SOCKETS.get_ptr_mut(&sk).is_none() {
+                bump(stat::INSERT_FAILURES);
+                return None;
+            }
+        }
+    }
+    SOCKETS.get_ptr_mut(&sk)
+}
+
+/// The socket is gone: forget it and hand its final counters to userspace.
+#[inline(always)]
+pub fn close(sk: SockKey) {
+    let Some(entry) = SOCKETS.get_ptr(&sk) else {
+        return;
+    };
+    // SAFETY: `entry` comes from a successful lookup.
+    let counters = unsafe { *entry };
+    if SOCKETS.remove(&sk).is_ok() {
+        publish_closed(sk, &counters);
+    }
+}

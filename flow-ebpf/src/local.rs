@@ -1,0 +1,85 @@
+//! Entries in socket-local storage (`BPF_MAP_TYPE_SK_STORAGE`): the socket itself points at its
+//! entry, so finding it is a short cached walk instead of a hash lookup. Only typed contexts
+//! (fentry/fexit, tp_btf, iterators) may pass a socket to these helpers. The storage lives and
+//! dies with the socket: nothing to evict, nothing to leak.
+
+use core::{ffi::c_void, ptr};
+
+use aya_ebpf::{
+    bindings::BPF_SK_STORAGE_GET_F_CREATE,
+    helpers::generated::{bpf_sk_storage_delete, bpf_sk_storage_get},
+};
+use flow_common::{stat, SockCounters, SockKey};
+
+use crate::counting::{add, bump, fresh, publish_closed, read_tuple, Direction};
+use crate::maps::SOCKET_STORE;
+
+#[inline(always)]
+fn store() -> *mut c_void {
+    ptr::from_ref(&SOCKET_STORE).cast_mut().cast()
+}
+
+/// The socket's entry, or null when it has none.
+#[inline(always)]
+pub fn entry(sk: SockKey) -> *mut SockCounters {
+    // SAFETY: `sk` is a typed socket pointer from the program's context; the helper checks it.
+    unsafe { bpf_sk_storage_get(store(), sk as *mut c_void, ptr::null_mut(), 0) }.cast()
+}
+
+#[inline(always)]
+pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
+    let mut counters = entry(sk);
+    if counters.is_null() {
+        counters = create(sk);
+        if counters.is_null() {
+            return;
+        }
+    }
+    // SAFETY: non-null storage of this socket, valid for this program run.
+    add(sk, unsafe { &mut *counters }, bytes, direction);
+}
+
+/// Creates the socket's entry (or finds the one another CPU just created) and returns it.
+#[cold]
+fn create(sk: SockKey) -> *mut SockCounters {
+    let mut initial = fresh();
+    let first_ns = initial.first_ns;
+    // SAFETY: as in `entry`; the kernel copies `initial` into the new storage.
+    let counters: *mut SockCounters = unsafe {
+        bpf_sk_storage_get(
+            store(),
+            sk as *mut c_void,
+            ptr::from_mut(&mut initial).cast(),
+            BPF_SK_STORAGE_GET_F_CREATE as u64,
+        )
+    }
+    .cast();
+    if counters.is_null() {
+        // Not a full socket, or no memory for the storage.
+        bump(stat::INSERT_FAILURES);
+        return counters;
+    }
+    // SAFETY: non-null storage. Our `first_ns` in it means this call created it.
+    unsafe {
+        if (*counters).first_ns == first_ns {
+            bump(stat::INSERTS);
+            read_tuple(sk, &mut (*counters).tuple);
+        }
+    }
+    counters
+}
+
+/// The socket is being destroyed: take its entry off it and hand the final counters on.
+#[inline(always)]
+pub fn close(sk: SockKey) {
+    let counters = entry(sk);
+    if counters.is_null() {
+        return;
+    }
+    // SAFETY: non-null storage; copied before it is deleted.
+    let last = unsafe { *counters };
+    // SAFETY: as in `entry`.
+    if unsafe { bpf_sk_storage_delete(store(), sk as *mut c_void) } == 0 {
+        publish_closed(sk, &last);
+    }
+}
