@@ -92,13 +92,60 @@ pub struct PayloadEvent {
     pub data: [u8; PAYLOAD_MAX],
 }
 
-/// A socket and its counters: the final ones in a close event (ring buffer), the current ones in
-/// a record of the socket iterator (socket-local storage rungs).
+/// Sent through the ring buffer when a socket is destroyed: its final counters.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SockRecord {
+pub struct SockClosed {
     pub sock: SockKey,
     pub counters: SockCounters,
+}
+
+/// One TCP socket as the socket iterator sees it (socket-local storage rungs): what
+/// `/proc/net/tcp` and sock_diag would say of it, and its counters when it has an entry. One
+/// read of the iterator replaces both tables and the map drain.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockSeen {
+    pub sock: SockKey,
+    /// The socket's inode (0: no file refers to it, as for TIME_WAIT and request sockets).
+    pub inode: u64,
+    /// The kernel's socket cookie (unique per socket for the boot).
+    pub cookie: u64,
+    pub uid: u32,
+    /// The kernel's TCP state (`TCP_ESTABLISHED` = 1 … `TCP_NEW_SYN_RECV` = 12).
+    pub state: u32,
+    /// As `/proc/net/tcp` computes them: unacknowledged and unread bytes (a listener's unread
+    /// count is its accept backlog).
+    pub tx_queue: u32,
+    pub rx_queue: u32,
+    /// Segments sent and received (`tcp_sock.segs_out` / `segs_in`).
+    pub segs_out: u32,
+    pub segs_in: u32,
+    /// 1 when `counters` holds the socket's entry.
+    pub has_counters: u32,
+    pub _pad: u32,
+    pub tuple: SockTuple,
+    pub counters: SockCounters,
+}
+
+/// Byte offsets into this kernel's structures, from its BTF, for the socket iterator (Rust
+/// eBPF programs have no CO-RE relocations). Set by the loader as a read-only global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOffsets {
+    /// `struct sock`
+    pub sk_socket: u32,
+    pub sk_ack_backlog: u32,
+    /// From a `struct socket` to its inode's `i_ino`: through `struct socket_alloc`, which
+    /// holds the socket and its `vfs_inode` side by side. May be negative.
+    pub socket_to_ino: i32,
+    /// `struct tcp_sock`
+    pub rcv_nxt: u32,
+    pub copied_seq: u32,
+    pub write_seq: u32,
+    pub snd_una: u32,
+    pub segs_in: u32,
+    pub segs_out: u32,
 }
 
 /// Indexes into the kernel program's statistics array (`FLOW_STATS`).
@@ -131,7 +178,7 @@ pub mod maps {
 
 /// Names of programs userspace refers to outside the attach ladder.
 pub mod programs {
-    /// `iter/tcp`: writes a [`super::SockRecord`] for every TCP socket with local storage.
+    /// `iter/tcp`: writes a [`super::SockSeen`] for every TCP socket.
     pub const SOCKET_ITER: &str = "flow_socket_iter";
 }
 
@@ -142,6 +189,8 @@ pub mod globals {
     /// Byte offset of `sk_protocol` in this kernel's `struct sock` (from its BTF), for the
     /// tp_btf rung, which gets the socket but not its protocol.
     pub const SK_PROTOCOL_OFFSET: &str = "FLOW_SK_PROTOCOL_OFFSET";
+    /// [`super::SockOffsets`] for the socket iterator.
+    pub const SOCK_OFFSETS: &str = "FLOW_SOCK_OFFSETS";
 }
 
 /// Default capacity of the socket map; the loader may change it.
@@ -161,9 +210,11 @@ pub const IPPROTO_TCP: u16 = 6;
 mod pod {
     // SAFETY: plain `repr(C)` data without padding holes or pointers; any bit pattern is valid.
     unsafe impl aya::Pod for super::SockCounters {}
-    unsafe impl aya::Pod for super::SockRecord {}
+    unsafe impl aya::Pod for super::SockClosed {}
     unsafe impl aya::Pod for super::SockTuple {}
     unsafe impl aya::Pod for super::PayloadEvent {}
+    unsafe impl aya::Pod for super::SockSeen {}
+    unsafe impl aya::Pod for super::SockOffsets {}
 }
 
 #[cfg(test)]
@@ -177,6 +228,8 @@ mod tests {
         assert_eq!(size_of::<SockTuple>(), 40);
         assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
-        assert_eq!(size_of::<SockRecord>(), 8 + size_of::<SockCounters>());
+        assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
+        assert_eq!(size_of::<SockSeen>(), 56 + 40 + size_of::<SockCounters>());
+        assert_eq!(size_of::<SockOffsets>(), 36);
     }
 }

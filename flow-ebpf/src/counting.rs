@@ -9,7 +9,7 @@ use aya_ebpf::helpers::{
 };
 use aya_ebpf::maps::RingBuf;
 use flow_common::{
-    stat, SockRecord, SockCounters, SockKey, SockTuple, AF_INET, AF_INET6, CLOSED_RING_BYTES,
+    stat, SockClosed, SockCounters, SockKey, SockTuple, AF_INET, AF_INET6, CLOSED_RING_BYTES,
     DIRECTION_RX, DIRECTION_TX,
 };
 
@@ -110,9 +110,9 @@ pub unsafe fn read_tuple(sk: SockKey, tuple: &mut SockTuple) {
 #[inline(always)]
 pub fn publish_closed(sk: SockKey, counters: &SockCounters) {
     bump(stat::CLOSES);
-    match CLOSED.reserve::<SockRecord>(0) {
+    match CLOSED.reserve::<SockClosed>(0) {
         Some(mut slot) => {
-            slot.write(SockRecord {
+            slot.write(SockClosed {
                 sock: sk,
                 counters: *counters,
             });

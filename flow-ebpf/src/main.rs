@@ -19,11 +19,12 @@ mod counting;
 mod hashed;
 mod local;
 mod maps;
+mod table;
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_seq_write},
+    helpers::bpf_get_current_pid_tgid,
     macros::{btf_tracepoint, fexit, kprobe, kretprobe, tracepoint},
     programs::{
         BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext,
@@ -31,7 +32,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use counting::Direction;
-use flow_common::{stat, SockKey, SockRecord, IPPROTO_TCP, MSG_PEEK};
+use flow_common::{stat, SockKey, IPPROTO_TCP, MSG_PEEK};
 use maps::INFLIGHT;
 
 // --- rung 1: fexit (socket-local storage) ------------------------------------------------------------------------------
@@ -222,35 +223,19 @@ pub fn flow_destroy_btf(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// `iter/tcp` (5.9+): runs once per TCP socket when userspace reads the iterator, and writes a
-/// [`SockRecord`] for each socket that has an entry. The context is `struct bpf_iter__tcp`:
-/// `{ struct bpf_iter_meta *meta; struct sock_common *sk_common; uid_t uid; }`, and `meta`
-/// starts with the `struct seq_file *` to write to.
+/// `iter/tcp` (5.9+): runs once per TCP socket when userspace reads the iterator. The context is
+/// `struct bpf_iter__tcp`: `{ struct bpf_iter_meta *meta; struct sock_common *sk_common;
+/// uid_t uid; }`, and `meta` starts with the `struct seq_file *` to write to.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/tcp")]
 pub fn flow_socket_iter(ctx: *mut c_void) -> i32 {
     let ctx = ctx as *const u64;
     // SAFETY: typed context loads; the verifier checks them against `bpf_iter__tcp`'s BTF.
-    let (meta, sk) = unsafe { (*ctx as *const u64, *ctx.add(1)) };
-    if sk == 0 {
-        return 0;
+    let (meta, sk, uid) = unsafe { (*ctx as *const u64, *ctx.add(1), *ctx.add(2) as u32) };
+    if sk != 0 {
+        // SAFETY: `meta` is the iterator's metadata; its first field is the seq_file.
+        table::write_socket(unsafe { *meta } as *mut c_void, sk, uid);
     }
-    let counters = local::entry(sk);
-    if counters.is_null() {
-        return 0;
-    }
-    // SAFETY: non-null storage of this socket; `meta` is the iterator's metadata.
-    let record = SockRecord {
-        sock: sk,
-        counters: unsafe { *counters },
-    };
-    unsafe {
-        bpf_seq_write(
-            (*meta) as *mut _,
-            core::ptr::from_ref(&record).cast(),
-            core::mem::size_of::<SockRecord>() as u32,
-        )
-    };
     0
 }
 

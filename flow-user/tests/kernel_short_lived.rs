@@ -44,7 +44,7 @@ fn a_thousand_short_connections_inside_one_poll() {
     }
     server.join().unwrap();
 
-    let ours = |e: &flow_common::SockRecord| {
+    let ours = |e: &flow_common::SockClosed| {
         tuple_addrs(&e.counters.tuple)
             .is_some_and(|(local, remote)| local.port() == port || remote.port() == port)
     };
@@ -61,7 +61,7 @@ fn a_thousand_short_connections_inside_one_poll() {
     let (clients, servers): (Vec<_>, Vec<_>) = ours
         .iter()
         .partition(|e| e.counters.tuple.remote_port == port);
-    let sum = |set: &[&&flow_common::SockRecord], f: fn(&flow_common::SockCounters) -> u64| {
+    let sum = |set: &[&&flow_common::SockClosed], f: fn(&flow_common::SockCounters) -> u64| {
         set.iter().map(|e| f(&e.counters)).sum::<u64>()
     };
     let total = |n: usize| (CONNECTIONS * n) as u64;

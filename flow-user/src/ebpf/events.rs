@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{anyhow, Result};
 use aya::maps::{MapData, RingBuf};
-use flow_common::{maps, PayloadEvent, SockRecord, SockKey};
+use flow_common::{maps, PayloadEvent, SockClosed, SockKey};
 
 use super::KernelProgram;
 use crate::protocol::payload::{classify, PayloadFacts};
@@ -33,7 +33,7 @@ pub struct PayloadSeen {
 
 #[derive(Default)]
 struct Shared {
-    closed: Mutex<Vec<SockRecord>>,
+    closed: Mutex<Vec<SockClosed>>,
     payloads: Mutex<Vec<PayloadSeen>>,
     dropped: AtomicU64,
     stop: AtomicBool,
@@ -89,7 +89,7 @@ impl KernelEvents {
     }
 
     /// Every close event read since the last call.
-    pub fn take_closed(&self) -> Vec<SockRecord> {
+    pub fn take_closed(&self) -> Vec<SockClosed> {
         std::mem::take(&mut *lock(&self.shared.closed))
     }
 
@@ -132,7 +132,7 @@ fn drain(mut rings: Rings, shared: &Shared) {
     while !shared.stop.load(Ordering::Relaxed) {
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
-        let closed = read_all::<SockRecord, _>(&mut rings.closed, Some);
+        let closed = read_all::<SockClosed, _>(&mut rings.closed, Some);
         append(&shared.closed, closed, &shared.dropped);
         if let Some(payloads) = &mut rings.payloads {
             let seen = read_all::<PayloadEvent, _>(payloads, |event| {

@@ -1,48 +1,97 @@
 //! Facts about the running kernel's types, from its BTF (`/sys/kernel/btf/vmlinux`). Rust eBPF
-//! programs have no CO-RE field relocations, so the loader looks up the few offsets a typed
-//! program needs and hands them over as read-only globals.
+//! programs have no CO-RE field relocations, so the loader looks up the few offsets the typed
+//! programs need and hands them over as read-only globals.
 
 use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Backend, Btf, Type};
+use flow_common::SockOffsets;
 
 const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
-/// Byte offset of `sk_protocol` in `struct sock` (a plain `u16` since Linux 5.6).
-pub fn sk_protocol_offset() -> Result<u32> {
+/// What the typed programs need: `sk_protocol` for the tp_btf hooks, the rest for the socket
+/// iterator.
+pub struct KernelOffsets {
+    pub sk_protocol: u32,
+    pub sock: SockOffsets,
+}
+
+pub fn kernel_offsets() -> Result<KernelOffsets> {
     // Mapped, not read: only the types on the way are parsed (start-up stays short).
     let btf = Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
         .or_else(|_| Btf::from_file(VMLINUX))
         .with_context(|| format!("reading kernel BTF ({VMLINUX})"))?;
-    member_byte_offset(&btf, "sock", "sk_protocol")
+    let at = |name: &str, member: &str| member_byte_offset(&btf, name, member);
+    let socket_to_ino = i64::from(at("socket_alloc", "vfs_inode")?)
+        - i64::from(at("socket_alloc", "socket")?)
+        + i64::from(at("inode", "i_ino")?);
+    Ok(KernelOffsets {
+        sk_protocol: at("sock", "sk_protocol")?,
+        sock: SockOffsets {
+            sk_socket: at("sock", "sk_socket")?,
+            sk_ack_backlog: at("sock", "sk_ack_backlog")?,
+            socket_to_ino: i32::try_from(socket_to_ino)?,
+            rcv_nxt: at("tcp_sock", "rcv_nxt")?,
+            copied_seq: at("tcp_sock", "copied_seq")?,
+            write_seq: at("tcp_sock", "write_seq")?,
+            snd_una: at("tcp_sock", "snd_una")?,
+            segs_in: at("tcp_sock", "segs_in")?,
+            segs_out: at("tcp_sock", "segs_out")?,
+        },
+    })
 }
 
-/// Byte offset of the direct member `member` of `struct name`; fails for bitfields.
+/// Byte offset of `member` in `struct name`, looking through anonymous structs and unions;
+/// fails for bitfields.
 fn member_byte_offset(btf: &Btf, name: &str, member: &str) -> Result<u32> {
     for ty in btf.resolve_types_by_name(name)? {
-        let Type::Struct(st) = ty else { continue };
-        for m in &st.members {
-            if btf.resolve_name(m).ok().as_deref() != Some(member) {
-                continue;
+        if let Type::Struct(st) = ty {
+            if let Some(bits) = find_member(btf, &st, member, 0)? {
+                return Ok(bits / 8);
             }
-            if m.bitfield_size().is_some_and(|bits| bits != 0) || m.bit_offset() % 8 != 0 {
-                bail!("struct {name}.{member} is a bitfield in this kernel");
-            }
-            return Ok(m.bit_offset() / 8);
         }
     }
-    Err(anyhow!("struct {name} has no member {member} in this kernel's BTF"))
+    Err(anyhow!(
+        "struct {name} has no member {member} in this kernel's BTF"
+    ))
+}
+
+/// Bit offset of `member` inside `st` (which starts at bit `base`), if it is there.
+fn find_member(btf: &Btf, st: &btf_rs::Struct, member: &str, base: u32) -> Result<Option<u32>> {
+    for m in &st.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        let offset = base + m.bit_offset();
+        if name == member {
+            if m.bitfield_size().is_some_and(|bits| bits != 0) || !offset.is_multiple_of(8) {
+                bail!("{member} is a bitfield in this kernel");
+            }
+            return Ok(Some(offset));
+        }
+        if name.is_empty() {
+            if let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(m) {
+                if let Some(found) = find_member(btf, &inner, member, offset)? {
+                    return Ok(Some(found));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every kernel this runs on has BTF for `struct sock`; the field sits after `sock_common`
-    /// (at least 0x88 bytes on 64-bit).
+    /// Checked against facts that hold on every 64-bit kernel: `sock_common` (0x88 bytes) comes
+    /// first in `struct sock`, `tcp_sock` extends it, and the inode sits after the socket.
     #[test]
-    fn finds_sk_protocol_after_sock_common() {
-        let offset = sk_protocol_offset().unwrap();
-        assert!(offset >= 0x88, "offset {offset}");
+    fn offsets_of_this_kernel_are_plausible() {
+        let offsets = kernel_offsets().unwrap();
+        assert!(offsets.sk_protocol >= 0x88, "{}", offsets.sk_protocol);
+        let sock = offsets.sock;
+        assert!(sock.sk_socket >= 0x88);
+        assert!(sock.rcv_nxt > sock.sk_socket && sock.segs_in > 0x88);
+        assert_ne!(sock.rcv_nxt, sock.copied_seq);
+        assert!(sock.socket_to_ino > 0);
         let btf = Btf::from_file(VMLINUX).unwrap();
         assert!(member_byte_offset(&btf, "sock", "no_such_member").is_err());
     }

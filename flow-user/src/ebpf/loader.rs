@@ -7,7 +7,9 @@ use aya::{
     programs::{BtfTracePoint, FExit, Iter, KProbe, ProgramError, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use flow_common::{globals, maps, programs, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
+use flow_common::{
+    globals, maps, programs, SockOffsets, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX,
+};
 
 /// The object `cargo xtask build-ebpf` produced, embedded at build time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flow.bpf.o"));
@@ -183,9 +185,7 @@ impl Hook {
         };
         let _ = match self {
             Hook::FExit(..) => <&mut FExit>::try_from(program).map(|p| p.unload()),
-            Hook::BtfTracePoint(..) => {
-                <&mut BtfTracePoint>::try_from(program).map(|p| p.unload())
-            }
+            Hook::BtfTracePoint(..) => <&mut BtfTracePoint>::try_from(program).map(|p| p.unload()),
             Hook::Iter(..) => <&mut Iter>::try_from(program).map(|p| p.unload()),
             Hook::KProbe(..) => <&mut KProbe>::try_from(program).map(|p| p.unload()),
             Hook::TracePoint(..) => <&mut TracePoint>::try_from(program).map(|p| p.unload()),
@@ -255,12 +255,15 @@ impl KernelProgram {
         raise_memlock_limit();
         ensure_tracefs();
         let payload_bytes = options.payload_bytes.min(PAYLOAD_MAX as u32);
-        let sk_protocol = super::kernel_btf::sk_protocol_offset();
-        let protocol_offset = *sk_protocol.as_ref().unwrap_or(&0);
+        let offsets = super::kernel_btf::kernel_offsets();
+        let (sk_protocol, sock_offsets) = offsets
+            .as_ref()
+            .map_or((0, SockOffsets::default()), |o| (o.sk_protocol, o.sock));
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::SOCKETS, options.map_entries.max(1))
             .override_global(globals::CAPTURE_BYTES, &payload_bytes, true)
-            .override_global(globals::SK_PROTOCOL_OFFSET, &protocol_offset, true)
+            .override_global(globals::SK_PROTOCOL_OFFSET, &sk_protocol, true)
+            .override_global(globals::SOCK_OFFSETS, &sock_offsets, true)
             .load(OBJECT)
             .map_err(|err| {
                 let text = format!("{:#}", anyhow::Error::from(err));
@@ -277,9 +280,10 @@ impl KernelProgram {
         };
         let mut refused = Vec::new();
         for rung in candidates {
-            let attached = match (rung, &sk_protocol) {
-                // Without the offset the tp_btf hooks cannot tell TCP from other sockets.
-                (Rung::TpBtf, Err(err)) => Err(anyhow!("{err:#}")),
+            let attached = match (rung.store(), &offsets) {
+                // Without the offsets the tp_btf hooks cannot tell TCP from other sockets, and
+                // the socket iterator cannot read queues, inodes and segments.
+                (Store::Local, Err(err)) => Err(anyhow!("{err:#}")),
                 _ => attach_rung(&mut ebpf, rung, btf.as_ref()),
             };
             match attached {

@@ -7,7 +7,7 @@ use aya::{
     maps::{Array, HashMap, MapData},
     programs::Iter,
 };
-use flow_common::{maps, programs, stat, SockCounters, SockKey, SockRecord};
+use flow_common::{maps, programs, stat, SockCounters, SockKey, SockSeen};
 
 use super::{KernelProgram, Store};
 
@@ -46,13 +46,25 @@ impl KernelProgram {
     /// Every live socket's entry, wherever the rung keeps them.
     pub fn sockets(&mut self) -> Result<Vec<(SockKey, SockCounters)>> {
         match self.rung().store() {
-            Store::Local => self.local_sockets(),
+            Store::Local => Ok(self
+                .socket_table()?
+                .into_iter()
+                .filter(|seen| seen.has_counters != 0)
+                .map(|seen| (seen.sock, seen.counters))
+                .collect()),
             Store::Hashed => self.hashed_sockets(),
         }
     }
 
-    /// Runs the `iter/tcp` program once: one record per TCP socket that has local storage.
-    fn local_sockets(&mut self) -> Result<Vec<(SockKey, SockCounters)>> {
+    /// Every TCP socket of the host, with its entry where it has one: one run of the `iter/tcp`
+    /// program (socket-local storage rungs only).
+    pub fn socket_table(&mut self) -> Result<Vec<SockSeen>> {
+        if self.rung().store() != Store::Local {
+            return Err(anyhow!(
+                "the {} rung keeps no socket-local storage to iterate",
+                self.rung()
+            ));
+        }
         let program: &mut Iter = self
             .ebpf
             .program_mut(programs::SOCKET_ITER)
@@ -65,9 +77,9 @@ impl KernelProgram {
         bytes.clear();
         file.read_to_end(&mut bytes)
             .context("reading the socket iterator")?;
-        let records = parse_records(&bytes);
+        let table = parse_table(&bytes);
         self.iter_buffer = bytes;
-        Ok(records)
+        Ok(table)
     }
 
     /// Every entry of the LRU hash.
@@ -116,57 +128,19 @@ impl KernelProgram {
 
 /// Whole records only: the iterator writes each one with a single `bpf_seq_write`. The TCP
 /// iterator resumes bucket by bucket, so a socket can come twice when its bucket changed in
-/// between: one entry per socket is kept, the later (newer) one.
-fn parse_records(bytes: &[u8]) -> Vec<(SockKey, SockCounters)> {
-    let mut records: Vec<(SockKey, SockCounters)> = bytes
-        .chunks_exact(std::mem::size_of::<SockRecord>())
+/// between: one record per socket is kept, the later (newer) one.
+fn parse_table(bytes: &[u8]) -> Vec<SockSeen> {
+    let mut table: Vec<SockSeen> = bytes
+        .chunks_exact(std::mem::size_of::<SockSeen>())
         .rev()
-        .map(|chunk| {
-            // SAFETY: `chunk` holds exactly one record; `SockRecord` is plain data (any bit
-            // pattern is valid) and the read is unaligned-safe.
-            let record: SockRecord =
-                unsafe { chunk.as_ptr().cast::<SockRecord>().read_unaligned() };
-            (record.sock, record.counters)
-        })
+        // SAFETY: each chunk holds exactly one record; `SockSeen` is plain data (any bit
+        // pattern is valid) and the read is unaligned-safe.
+        .map(|chunk| unsafe { chunk.as_ptr().cast::<SockSeen>().read_unaligned() })
         .collect();
     // Stable: of a socket's records, the newest (first after `rev`) stays first and is kept.
-    records.sort_by_key(|(sock, _)| *sock);
-    records.dedup_by_key(|(sock, _)| *sock);
-    records
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(sock: SockKey, tx_bytes: u64) -> Vec<u8> {
-        let record = SockRecord {
-            sock,
-            counters: SockCounters {
-                tx_bytes,
-                ..SockCounters::default()
-            },
-        };
-        // SAFETY: plain `repr(C)` data without padding holes.
-        unsafe {
-            std::slice::from_raw_parts(
-                std::ptr::from_ref(&record).cast::<u8>(),
-                std::mem::size_of::<SockRecord>(),
-            )
-        }
-        .to_vec()
-    }
-
-    #[test]
-    fn parse_keeps_the_newest_record_of_each_socket_and_drops_a_torn_tail() {
-        let mut bytes = [record(1, 10), record(2, 20), record(1, 11)].concat();
-        bytes.extend_from_slice(&[0xff; 7]);
-        let parsed: Vec<(SockKey, u64)> = parse_records(&bytes)
-            .into_iter()
-            .map(|(sock, c)| (sock, c.tx_bytes))
-            .collect();
-        assert_eq!(parsed, vec![(1, 11), (2, 20)]);
-    }
+    table.sort_by_key(|seen| seen.sock);
+    table.dedup_by_key(|seen| seen.sock);
+    table
 }
 
 fn map_fd(map: &aya::maps::Map) -> Result<std::os::fd::RawFd> {
@@ -197,4 +171,39 @@ pub fn tuple_addrs(
         SocketAddr::new(ip(&tuple.local_addr)?, tuple.local_port),
         SocketAddr::new(ip(&tuple.remote_addr)?, tuple.remote_port),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sock: SockKey, tx_bytes: u64) -> Vec<u8> {
+        let seen = SockSeen {
+            sock,
+            counters: SockCounters {
+                tx_bytes,
+                ..SockCounters::default()
+            },
+            ..SockSeen::default()
+        };
+        // SAFETY: plain `repr(C)` data without padding holes.
+        unsafe {
+            std::slice::from_raw_parts(
+                std::ptr::from_ref(&seen).cast::<u8>(),
+                std::mem::size_of::<SockSeen>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn parse_keeps_the_newest_record_of_each_socket_and_drops_a_torn_tail() {
+        let mut bytes = [record(1, 10), record(2, 20), record(1, 11)].concat();
+        bytes.extend_from_slice(&[0xff; 7]);
+        let parsed: Vec<(SockKey, u64)> = parse_table(&bytes)
+            .into_iter()
+            .map(|seen| (seen.sock, seen.counters.tx_bytes))
+            .collect();
+        assert_eq!(parsed, vec![(1, 11), (2, 20)]);
+    }
 }

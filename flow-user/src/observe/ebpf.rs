@@ -1,9 +1,8 @@
-//! eBPF mode: byte counts from the kernel program, joined by 4-tuple with `/proc/net/tcp{,6}`
-//! (state, inode, uid, queues), socket owners and sock_diag segment counters.
+//! eBPF mode: byte counts from the kernel program, joined by 4-tuple with each socket's row
+//! (state, inode, uid, queues, segments: see `ebpf_sources`) and its owner.
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -12,20 +11,20 @@ use anyhow::Result;
 use flow_common::{SockCounters, SockKey};
 
 use super::{
-    facts::ConnectionFacts, ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer,
+    ebpf_sources::{read_sources, Addrs, Extras, Sources},
+    facts::ConnectionFacts,
+    ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer,
 };
 use crate::{
     ebpf::{tuple_addrs, KernelEvents, KernelProgram, LoadOptions},
     id::kernel_generation,
     model::{Counters, TcpState},
-    procfs::{dump_tcp_info, read_tcp_tables, Owner, OwnerCache, TcpInfoRow, TcpRow},
+    procfs::{Owner, OwnerCache, TcpRow},
 };
 
 /// How long the identity learned for a socket outlives its last sighting, waiting for its close
 /// event (which the drain thread normally delivers within one poll).
 const IDENTITY_GRACE: Duration = Duration::from_secs(10);
-
-type Addrs = (SocketAddr, SocketAddr);
 
 /// A kernel map entry is one socket generation: its address plus its first-activity time.
 type KernelIdentity = (SockKey, u64);
@@ -86,8 +85,14 @@ impl Observer for EbpfObserver {
         let closed_events = self.events.take_closed();
         let stats_before = self.program.stats()?;
         let drain_started = Instant::now();
-        let entries = self.program.sockets()?;
+        let sources = read_sources(&mut self.program, &self.proc_root)?;
         let drained_in = drain_started.elapsed();
+        let Sources {
+            entries,
+            rows,
+            extras,
+            malformed,
+        } = &sources;
         let at = Instant::now();
         for seen in self.events.take_payloads() {
             self.facts
@@ -95,30 +100,22 @@ impl Observer for EbpfObserver {
                 .or_insert_with(|| ConnectionFacts::new(at))
                 .learn(&seen.facts, at);
         }
-        let tables = read_tcp_tables(&self.proc_root)?;
-        let rows: HashMap<Addrs, &TcpRow> = index_rows(&tables.rows);
-        let diag: HashMap<Addrs, TcpInfoRow> = dump_tcp_info()
-            .unwrap_or_else(|err| {
-                log::warn!("sock_diag dump failed ({err}): segment counts unknown this poll");
-                Vec::new()
-            })
-            .into_iter()
-            .map(|row| ((row.local, row.remote), row))
-            .collect();
+        let rows: HashMap<Addrs, &TcpRow> = index_rows(rows);
         let owners_started = Instant::now();
         let owners = self
             .owners
             .resolve(rows.values().map(|r| r.inode).filter(|i| *i != 0));
         log::info!(
-            "poll: drained {} entries in {:?}, owners resolved in {:?}",
+            "poll: read {} entries and {} sockets in {:?}, owners resolved in {:?}",
             entries.len(),
+            rows.len(),
             drained_in,
             owners_started.elapsed()
         );
 
         let mut sockets = Vec::with_capacity(rows.len());
         let mut counted: std::collections::HashSet<Addrs> = Default::default();
-        for (sock, counters) in &entries {
+        for (sock, counters) in entries {
             // Family 0: an entry created an instant ago whose tuple is still being written; its
             // bytes stay in the map and show at the next poll.
             let Some(addrs) = tuple_addrs(&counters.tuple) else {
@@ -127,7 +124,7 @@ impl Observer for EbpfObserver {
             counted.insert(addrs);
             let row = rows.get(&addrs).copied();
             let identity = (*sock, counters.first_ns);
-            let known = remember(&mut self.known, identity, row, &owners, &diag, addrs, at);
+            let known = remember(&mut self.known, identity, row, &owners, extras, addrs, at);
             sockets.push(live_socket(
                 addrs,
                 counters,
@@ -141,7 +138,7 @@ impl Observer for EbpfObserver {
             if row.inode == 0 || row.state == TcpState::Listen || counted.contains(addrs) {
                 continue;
             }
-            let packets = diag.get(addrs).map(|d| (d.segs_out, d.segs_in));
+            let extra = extras.get(addrs);
             let owner = owners.get(&row.inode);
             sockets.push(ObservedSocket {
                 connection: ConnectionParts {
@@ -152,14 +149,14 @@ impl Observer for EbpfObserver {
                     uid: Some(row.uid),
                     pid: owner.map(|o| o.pid),
                     process: owner.map(|o| o.process.clone()),
-                    cookie: diag.get(addrs).map(|d| d.cookie),
+                    cookie: extra.map(|e| e.cookie),
                     generation: row.inode,
                     active: true,
                 }
                 .build(),
                 counters: Counters {
-                    tx_packets: packets.map_or(0, |p| p.0),
-                    rx_packets: packets.map_or(0, |p| p.1),
+                    tx_packets: extra.map_or(0, |e| e.segs_out),
+                    rx_packets: extra.map_or(0, |e| e.segs_in),
                     ..Counters::default()
                 },
                 rx_queue: row.rx_queue,
@@ -216,7 +213,7 @@ impl Observer for EbpfObserver {
                 close_drops: stats.close_drops + self.events.dropped(),
                 payload_drops: stats.payload_drops,
                 insert_failures: stats.insert_failures + stats.inflight_drops,
-                malformed_lines: tables.malformed.len() as u64,
+                malformed_lines: *malformed,
                 unreadable_processes: self.owners.unreadable_processes() as u64,
             },
         })
@@ -256,7 +253,7 @@ fn remember<'a>(
     identity: KernelIdentity,
     row: Option<&TcpRow>,
     owners: &HashMap<u64, Owner>,
-    diag: &HashMap<Addrs, TcpInfoRow>,
+    extras: &HashMap<Addrs, Extras>,
     addrs: Addrs,
     now: Instant,
 ) -> &'a Known {
@@ -280,9 +277,9 @@ fn remember<'a>(
             known.owner = Some(owner.clone());
         }
     }
-    if let Some(d) = diag.get(&addrs) {
-        known.packets = (d.segs_out, d.segs_in);
-        known.cookie = Some(d.cookie);
+    if let Some(e) = extras.get(&addrs) {
+        known.packets = (e.segs_out, e.segs_in);
+        known.cookie = Some(e.cookie);
     }
     known
 }

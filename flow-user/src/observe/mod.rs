@@ -3,6 +3,7 @@
 //! and tested with recorded observations.
 
 mod ebpf;
+mod ebpf_sources;
 mod facts;
 mod procfs;
 mod replay;

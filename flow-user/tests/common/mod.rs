@@ -116,8 +116,8 @@ pub fn peek(stream: &TcpStream, len: usize) -> isize {
 pub fn collect_closed(
     events: &KernelEvents,
     limit: Duration,
-    mut done: impl FnMut(&[flow_common::SockRecord]) -> bool,
-) -> Vec<flow_common::SockRecord> {
+    mut done: impl FnMut(&[flow_common::SockClosed]) -> bool,
+) -> Vec<flow_common::SockClosed> {
     let start = Instant::now();
     let mut all = Vec::new();
     loop {

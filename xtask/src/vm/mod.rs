@@ -26,7 +26,12 @@ use std::{
 /// sock length tracepoints) and its 6.12 (all four rungs). Both come from bookworm-security.
 const KERNEL_PACKAGES: &[&str] = &["linux-image-amd64", "linux-image-6.12-amd64"];
 /// Run once per rung, with that rung forced (`FLOW_TEST_RUNG`).
-const RUNG_TESTS: &[&str] = &["kernel_exact", "kernel_short_lived", "kernel_slow_sender"];
+const RUNG_TESTS: &[&str] = &[
+    "kernel_exact",
+    "kernel_short_lived",
+    "kernel_slow_sender",
+    "kernel_socket_table",
+];
 /// Run once per kernel: it walks the ladder itself and checks the pick (`FLOW_EXPECT_RUNG`).
 const LADDER_TEST: &str = "kernel_ladder";
 /// kernel_detach and kernel_bad_conditions are host-only: they need bpftool and setpriv, which
@@ -373,6 +378,7 @@ mod tests {
                 "ladder/kernel_ladder",
                 "fentry/kernel_exact",
                 "kprobe/kernel_exact",
+                "tp_btf/absent",
                 "tracepoint/absent"
             ]
         );

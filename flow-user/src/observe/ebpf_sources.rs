@@ -1,0 +1,104 @@
+//! Where one eBPF poll reads the host's sockets from. Socket-local storage rungs: one run of the
+//! socket iterator gives every TCP socket's state, queues, inode, uid, segments, cookie and
+//! entry. LRU hash rungs: the map (batch lookup), `/proc/net/tcp{,6}` and a sock_diag dump,
+//! joined by 4-tuple.
+
+use std::{collections::HashMap, net::SocketAddr, path::Path};
+
+use anyhow::Result;
+use flow_common::{SockCounters, SockKey, SockSeen};
+
+use crate::{
+    ebpf::{tuple_addrs, KernelProgram, Store},
+    model::TcpState,
+    procfs::{dump_tcp_info, read_tcp_tables, TcpRow},
+};
+
+pub type Addrs = (SocketAddr, SocketAddr);
+
+/// What sock_diag (or the iterator) adds to a socket's row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    pub segs_out: u64,
+    pub segs_in: u64,
+    pub cookie: u64,
+}
+
+/// The sockets one poll saw.
+pub struct Sources {
+    /// Kernel entries: sockets that moved bytes since the program was loaded.
+    pub entries: Vec<(SockKey, SockCounters)>,
+    /// Every TCP socket, as `/proc/net/tcp` lists it.
+    pub rows: Vec<TcpRow>,
+    pub extras: HashMap<Addrs, Extras>,
+    /// `/proc` lines that did not parse.
+    pub malformed: u64,
+}
+
+pub fn read_sources(program: &mut KernelProgram, proc_root: &Path) -> Result<Sources> {
+    match program.rung().store() {
+        Store::Local => Ok(from_table(program.socket_table()?)),
+        Store::Hashed => from_map_and_proc(program, proc_root),
+    }
+}
+
+fn from_table(table: Vec<SockSeen>) -> Sources {
+    let mut sources = Sources {
+        entries: Vec::new(),
+        rows: Vec::with_capacity(table.len()),
+        extras: HashMap::with_capacity(table.len()),
+        malformed: 0,
+    };
+    for seen in table {
+        if seen.has_counters != 0 {
+            sources.entries.push((seen.sock, seen.counters));
+        }
+        let Some((local, remote)) = tuple_addrs(&seen.tuple) else {
+            continue;
+        };
+        sources.rows.push(TcpRow {
+            local,
+            remote,
+            state: TcpState::from_kernel(seen.state as u8),
+            tx_queue: u64::from(seen.tx_queue),
+            rx_queue: u64::from(seen.rx_queue),
+            uid: seen.uid,
+            inode: seen.inode,
+        });
+        sources.extras.insert(
+            (local, remote),
+            Extras {
+                segs_out: u64::from(seen.segs_out),
+                segs_in: u64::from(seen.segs_in),
+                cookie: seen.cookie,
+            },
+        );
+    }
+    sources
+}
+
+fn from_map_and_proc(program: &mut KernelProgram, proc_root: &Path) -> Result<Sources> {
+    let entries = program.sockets()?;
+    let tables = read_tcp_tables(proc_root)?;
+    let extras = dump_tcp_info()
+        .unwrap_or_else(|err| {
+            log::warn!("sock_diag dump failed ({err}): segment counts unknown this poll");
+            Vec::new()
+        })
+        .into_iter()
+        .map(|d| {
+            let extras = Extras {
+                segs_out: d.segs_out,
+                segs_in: d.segs_in,
+                cookie: d.cookie,
+            };
+            ((d.local, d.remote), extras)
+        })
+        .collect();
+    Ok(Sources {
+        entries,
+        rows: tables.rows,
+        extras,
+        malformed: tables.malformed.len() as u64,
+    })
+}
