@@ -106,7 +106,7 @@ impl Observer for EbpfObserver {
             .owners
             .resolve(rows.values().map(|r| r.inode).filter(|i| *i != 0));
         log::info!(
-            "poll: read {} entries and {} sockets in {:?}, owners resolved in {:?}",
+            "poll: drained {} entries ({} sockets) in {:?}, owners resolved in {:?}",
             entries.len(),
             rows.len(),
             drained_in,

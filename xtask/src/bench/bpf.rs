@@ -1,5 +1,5 @@
-//! What the kernel says about a process's BPF programs and maps: run time per event
-//! (`kernel.bpf_stats_enabled`) and how many entries a map holds.
+//! What the kernel says about a process's BPF programs: run time per event
+//! (`kernel.bpf_stats_enabled`).
 //!
 //! Programs and maps are found through the process's own file descriptors
 //! (`/proc/<pid>/fdinfo`), not by name: other engineers may run `flow` at the same time, and
@@ -134,33 +134,6 @@ pub fn programs_of(pid: u32) -> Result<Vec<ProgStats>> {
     Ok(progs)
 }
 
-/// How many entries the map called `name` held by `pid` has now (`bpftool map dump`).
-pub fn map_entries(pid: u32, name: &str) -> Result<u64> {
-    let maps = listing("map")?;
-    let id = fdinfos(pid, "bpf-map")
-        .iter()
-        .filter_map(|info| info.get("map_id")?.parse::<u64>().ok())
-        .find(|id| maps.get(id).and_then(|m| m.get("name")?.as_str()) == Some(name))
-        .with_context(|| format!("process {pid} holds no map named {name}"))?;
-    let out = Command::new("bpftool")
-        .args(["map", "dump", "id", &id.to_string()])
-        .output()
-        .context("running bpftool map dump")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // Plain dumps end with "Found N elements"; counting keys is the fallback.
-    found_elements(&text).with_context(|| format!("bpftool map dump id {id}: no element count"))
-}
-
-fn found_elements(dump: &str) -> Option<u64> {
-    dump.lines().rev().find_map(|l| {
-        l.trim()
-            .strip_prefix("Found ")?
-            .strip_suffix(" elements")?
-            .parse()
-            .ok()
-    })
-}
-
 /// `Value` of a program's counters for the JSON report.
 pub fn prog_json(p: &ProgStats) -> Value {
     json::obj([
@@ -176,18 +149,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fdinfo_and_dump_parsing() {
+    fn fdinfo_parsing() {
         let info = parse_fdinfo(
             "pos:\t0\nflags:\t02000002\nprog_type:\t5\nprog_id:\t3599\nrun_time_ns:\t1200\nrun_cnt:\t40\n",
         );
         assert_eq!(info["prog_id"], "3599");
         assert_eq!(info["run_cnt"], "40");
-        assert_eq!(
-            found_elements("key: 00 01\nvalue: 02\nFound 17 elements\n"),
-            Some(17)
-        );
-        assert_eq!(found_elements("Found 0 elements"), Some(0));
-        assert_eq!(found_elements("Error: get map by id"), None);
         let p = ProgStats {
             id: 1,
             name: "flow_tx_tp".into(),

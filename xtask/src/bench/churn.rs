@@ -6,7 +6,7 @@
 //! side and the clients' ephemeral ports free at once; the listeners sit on several
 //! 127.0.0.x addresses with one port, so 4-tuples repeat less often at 5,000 connections/s.
 
-use super::{bpf, json, results::Churn, Ctx};
+use super::{json, results::Churn, Ctx};
 use anyhow::{bail, Context, Result};
 use std::{
     collections::HashSet,
@@ -237,13 +237,16 @@ fn run(ctx: &mut Ctx, churn: &mut Churn) -> Result<()> {
     .map(String::from);
     let out_path = ctx.raw("churn-flow.json");
     let log = ctx.raw("churn-flow.log");
-    let running = ctx
-        .flow
-        .start(&[], &args, Some(File::create(&out_path)?), Some(&log))?;
+    // -v: each poll says how many entries it drained (socket-local storage has no map that
+    // bpftool could count).
+    let running = ctx.flow.start(
+        &["-v".to_string()],
+        &args,
+        Some(File::create(&out_path)?),
+        Some(&log),
+    )?;
     // flow takes its first sample right after attaching; start after it.
     thread::sleep(Duration::from_millis(500));
-    let pid = running.proc.pid();
-    churn.map_before = map_entries(ctx, pid, "before");
     println!(
         "bench: churn {} connections/s for {} s, {} bytes each",
         churn.rate, churn.seconds, BYTES_PER_CONNECTION
@@ -258,8 +261,6 @@ fn run(ctx: &mut Ctx, churn: &mut Churn) -> Result<()> {
     let started = Instant::now();
     let totals = generate(&plan, &server.addrs);
     let elapsed = started.elapsed().as_secs_f64();
-    thread::sleep(Duration::from_millis(300));
-    churn.map_after = map_entries(ctx, pid, "after");
     let finished = running.finish(Duration::from_secs(churn.seconds + 120));
     let (_, moved) = server.stop();
     churn.done = totals.done;
@@ -267,7 +268,17 @@ fn run(ctx: &mut Ctx, churn: &mut Churn) -> Result<()> {
     churn.written = totals.written;
     churn.moved = moved;
     churn.achieved_rate = totals.done as f64 / elapsed.max(1e-9);
-    churn.warnings = finished?.warnings;
+    let finished = finished?;
+    let texts: Vec<&str> = finished.lines.iter().map(|l| l.text.as_str()).collect();
+    // The first poll ran before the churn, the last one 2 s after it ended.
+    let drained = super::scale::drained_per_poll(&texts);
+    churn.map_before = drained.first().copied();
+    churn.map_after = drained.last().copied().filter(|_| drained.len() > 1);
+    if churn.map_after.is_none() {
+        ctx.notes
+            .push("churn: flow -v printed fewer than two drain lines".into());
+    }
+    churn.warnings = finished.warnings;
     let text = fs::read_to_string(&out_path).context("reading flow's JSON")?;
     tally(&text, port, churn)?;
     if text.len() > 16 << 20 {
@@ -275,16 +286,6 @@ fn run(ctx: &mut Ctx, churn: &mut Churn) -> Result<()> {
         let _ = fs::remove_file(&out_path);
     }
     Ok(())
-}
-
-/// Entries in flow's per-socket map; a failure is a note (the report then says "not read").
-fn map_entries(ctx: &mut Ctx, pid: u32, when: &str) -> Option<u64> {
-    bpf::map_entries(pid, "FLOW_SOCKS")
-        .map_err(|err| {
-            ctx.notes
-                .push(format!("churn: map entries {when} not read: {err:#}"))
-        })
-        .ok()
 }
 
 /// Adds up flow's rows for `port`: client ends (remote port = `port`) send, server ends

@@ -45,14 +45,17 @@ pub struct Cost {
     pub programs: Vec<ProgStats>,
 }
 
-/// What a program does, by flow's naming (`flow_tx_*`, `flow_rx_*`, `flow_destroy_tp`). Payload
-/// capture runs inside the counting programs, so it has no role of its own.
+/// What a program does, by flow's naming (`flow_tx_*`, `flow_rx_*`, `flow_destroy_*`,
+/// `flow_socket_iter`). Payload capture runs inside the counting programs, so it has no role of
+/// its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Runs once per send or receive: the per-event cost.
     Count,
     /// Once per socket (destroy).
     Lifecycle,
+    /// Once per socket per poll (the socket iterator).
+    ReadOut,
 }
 
 pub fn role(tool: &str, program: &str) -> Role {
@@ -62,6 +65,8 @@ pub fn role(tool: &str, program: &str) -> Role {
     }
     if program.starts_with("flow_tx") || program.starts_with("flow_rx") {
         Role::Count
+    } else if program == "flow_socket_iter" {
+        Role::ReadOut
     } else {
         Role::Lifecycle
     }
