@@ -4,13 +4,13 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::{
-    bpf_probe_read_kernel,
-    generated::{bpf_get_socket_cookie, bpf_seq_write},
-};
+use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_seq_write};
 use flow_common::{SockKey, SockOffsets, SockSeen};
 
-use crate::{counting::read_tuple, local};
+use crate::{
+    counting::{read_kernel, read_tuple},
+    local,
+};
 
 /// Set by the loader from the kernel's BTF.
 #[unsafe(no_mangle)]
@@ -38,12 +38,6 @@ fn offsets() -> SockOffsets {
     unsafe { core::ptr::read_volatile(&FLOW_SOCK_OFFSETS) }
 }
 
-#[inline(always)]
-fn read<T: Copy + Default>(base: u64, offset: i64) -> T {
-    // SAFETY: a checked kernel read; a failure reads as zero.
-    unsafe { bpf_probe_read_kernel((base as i64 + offset) as *const T) }.unwrap_or_default()
-}
-
 /// Called by the iterator for each socket: writes its [`SockSeen`] to `seq`.
 #[inline(always)]
 pub fn write_socket(seq: *mut c_void, sk: SockKey, uid: u32) {
@@ -52,7 +46,9 @@ pub fn write_socket(seq: *mut c_void, sk: SockKey, uid: u32) {
         uid,
         ..SockSeen::default()
     };
-    seen.state = u32::from(read::<u8>(sk, SKC_STATE as i64));
+    let mut state = 0u8;
+    read_kernel(&mut state, sk, SKC_STATE);
+    seen.state = u32::from(state);
     // SAFETY: `sk` is the iterator's socket.
     unsafe { read_tuple(sk, &mut seen.tuple) };
     // SAFETY: the helper takes the typed socket and gives a cookie to one that has none.
@@ -74,11 +70,16 @@ pub fn write_socket(seq: *mut c_void, sk: SockKey, uid: u32) {
 #[inline(always)]
 fn full_socket(sk: SockKey, seen: &mut SockSeen) {
     let o = offsets();
-    let socket: u64 = read(sk, i64::from(o.sk_socket));
+    let mut socket = 0u64;
+    read_kernel(&mut socket, sk, o.sk_socket as usize);
     if socket != 0 {
-        seen.inode = read::<u64>(socket, i64::from(o.socket_to_ino));
+        read_kernel(&mut seen.inode, socket.wrapping_add_signed(i64::from(o.socket_to_ino)), 0);
     }
-    let field = |offset: u32| read::<u32>(sk, i64::from(offset));
+    let field = |offset: u32| {
+        let mut value = 0u32;
+        read_kernel(&mut value, sk, offset as usize);
+        value
+    };
     // As /proc/net/tcp computes them: a listener's receive queue is its accept backlog, and a
     // negative unread count (a reader ahead of rcv_nxt) shows as 0.
     seen.rx_queue = if seen.state == TCP_LISTEN {
@@ -87,8 +88,8 @@ fn full_socket(sk: SockKey, seen: &mut SockSeen) {
         (field(o.rcv_nxt).wrapping_sub(field(o.copied_seq)) as i32).max(0) as u32
     };
     seen.tx_queue = field(o.write_seq).wrapping_sub(field(o.snd_una));
-    seen.segs_in = field(o.segs_in);
-    seen.segs_out = field(o.segs_out);
+    read_kernel(&mut seen.segs_in, sk, o.segs_in as usize);
+    read_kernel(&mut seen.segs_out, sk, o.segs_out as usize);
     let counters = local::entry(sk);
     if !counters.is_null() {
         // SAFETY: non-null storage of this socket.

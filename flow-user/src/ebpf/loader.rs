@@ -58,23 +58,24 @@ impl Rung {
     }
 
     /// Programs of this rung, in the order they are attached: the hook that closes entries
-    /// first (no entry is made that nothing would close), then the counting hooks.
+    /// first (no entry is made that nothing would close), then the counting hooks (what a
+    /// kernel refuses), then the socket iterator.
     fn hooks(self) -> &'static [Hook] {
         const LOCAL_CLOSE: Hook = Hook::BtfTracePoint("flow_destroy_btf", "tcp_destroy_sock");
         const HASHED_CLOSE: Hook = Hook::TracePoint("flow_destroy_tp", "tcp", "tcp_destroy_sock");
         const LOCAL_READ: Hook = Hook::Iter(programs::SOCKET_ITER, "tcp");
         match self {
             Rung::Fentry => &[
-                LOCAL_READ,
                 LOCAL_CLOSE,
                 Hook::FExit("flow_tx_fexit", "tcp_sendmsg"),
                 Hook::FExit("flow_rx_fexit", "tcp_recvmsg"),
+                LOCAL_READ,
             ],
             Rung::TpBtf => &[
-                LOCAL_READ,
                 LOCAL_CLOSE,
                 Hook::BtfTracePoint("flow_tx_btf", "sock_send_length"),
                 Hook::BtfTracePoint("flow_rx_btf", "sock_recv_length"),
+                LOCAL_READ,
             ],
             Rung::Kprobe => &[
                 HASHED_CLOSE,
