@@ -1,8 +1,9 @@
 //! Tracking state over observations: the seed's `previousSnapshots`, `lastSnapshotTime` and
 //! `initialized`, owned by a [`Tracker`] instead of process globals. Pure: no I/O, no clock.
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     time::{Duration, Instant},
 };
 
@@ -78,10 +79,10 @@ impl Tracker {
     pub fn new(limits: HistoryLimits) -> Tracker {
         Tracker {
             start: None,
-            previous_snapshots: HashMap::new(),
+            previous_snapshots: HashMap::default(),
             last_snapshot_time: None,
             initialized: false,
-            histories: HashMap::new(),
+            histories: HashMap::default(),
             samples_kept: 0,
             dropped_samples: 0,
             limits,
@@ -196,26 +197,26 @@ impl Tracker {
 
     fn set_baseline(&mut self, observation: &Observation) {
         let at = observation.at;
-        let mut next: HashMap<String, Previous> = all_sockets(observation)
-            .map(|s| {
-                let previous = Previous {
-                    counters: s.counters,
-                    active: s.connection.active,
-                    seen: at,
-                };
-                (s.connection.id.clone(), previous)
-            })
-            .collect();
+        // Updated in place: a new map (and an id string per connection) every poll costs.
+        for s in all_sockets(observation) {
+            let previous = Previous {
+                counters: s.counters,
+                active: s.connection.active,
+                seen: at,
+            };
+            match self.previous_snapshots.get_mut(s.connection.id.as_str()) {
+                Some(slot) => *slot = previous,
+                None => {
+                    self.previous_snapshots
+                        .insert(s.connection.id.clone(), previous);
+                }
+            }
+        }
         // A connection missing from this observation may still have its close event on the way
         // (the kernel deleted its entry, the event is not read yet): keep its counters a while,
         // or its final counters would later be counted again from zero.
-        for (id, previous) in self.previous_snapshots.drain() {
-            if previous.active && at.saturating_duration_since(previous.seen) < VANISHED_GRACE {
-                next.entry(id).or_insert(previous);
-            }
-        }
-        next.retain(|_, p| p.active);
-        self.previous_snapshots = next;
+        self.previous_snapshots
+            .retain(|_, p| p.active && at.saturating_duration_since(p.seen) < VANISHED_GRACE);
         self.last_snapshot_time = Some(at);
         self.initialized = true;
     }
@@ -239,7 +240,9 @@ impl Tracker {
                 connection: bw.connection.clone(),
                 samples: VecDeque::new(),
             });
-        history.connection = bw.connection.clone();
+        if history.connection != bw.connection {
+            history.connection.clone_from(&bw.connection);
+        }
         let full = history.samples.len() >= self.limits.per_connection
             || self.samples_kept >= self.limits.total;
         if full && history.samples.pop_front().is_some() {
@@ -270,7 +273,7 @@ impl Tracker {
 /// Sockets closed since the previous observation, then live ones; each id once (a socket listed
 /// twice counts once, as closed when it is among the closed).
 fn all_sockets(observation: &Observation) -> impl Iterator<Item = &ObservedSocket> {
-    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut seen: FxHashSet<&str> = FxHashSet::default();
     observation
         .closed
         .iter()

@@ -130,17 +130,16 @@ impl KernelProgram {
 /// iterator resumes bucket by bucket, so a socket can come twice when its bucket changed in
 /// between: one record per socket is kept, the later (newer) one.
 fn parse_table(bytes: &[u8]) -> Vec<SockSeen> {
-    let mut table: Vec<SockSeen> = bytes
-        .chunks_exact(std::mem::size_of::<SockSeen>())
+    let records = bytes.chunks_exact(std::mem::size_of::<SockSeen>());
+    let mut seen_socks =
+        rustc_hash::FxHashSet::with_capacity_and_hasher(records.len(), Default::default());
+    records
         .rev()
         // SAFETY: each chunk holds exactly one record; `SockSeen` is plain data (any bit
         // pattern is valid) and the read is unaligned-safe.
         .map(|chunk| unsafe { chunk.as_ptr().cast::<SockSeen>().read_unaligned() })
-        .collect();
-    // Stable: of a socket's records, the newest (first after `rev`) stays first and is kept.
-    table.sort_by_key(|seen| seen.sock);
-    table.dedup_by_key(|seen| seen.sock);
-    table
+        .filter(|record| seen_socks.insert(record.sock))
+        .collect()
 }
 
 fn map_fd(map: &aya::maps::Map) -> Result<std::os::fd::RawFd> {
@@ -200,10 +199,11 @@ mod tests {
     fn parse_keeps_the_newest_record_of_each_socket_and_drops_a_torn_tail() {
         let mut bytes = [record(1, 10), record(2, 20), record(1, 11)].concat();
         bytes.extend_from_slice(&[0xff; 7]);
-        let parsed: Vec<(SockKey, u64)> = parse_table(&bytes)
+        let mut parsed: Vec<(SockKey, u64)> = parse_table(&bytes)
             .into_iter()
             .map(|seen| (seen.sock, seen.counters.tx_bytes))
             .collect();
+        parsed.sort();
         assert_eq!(parsed, vec![(1, 11), (2, 20)]);
     }
 }

@@ -1,8 +1,8 @@
 //! eBPF mode: byte counts from the kernel program, joined by 4-tuple with each socket's row
 //! (state, inode, uid, queues, segments: see `ebpf_sources`) and its owner.
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use std::{
-    collections::HashMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -66,9 +66,9 @@ impl EbpfObserver {
             events,
             owners: OwnerCache::new(proc_root.clone()),
             proc_root,
-            known: HashMap::new(),
-            facts: HashMap::new(),
-            last_rows: HashMap::new(),
+            known: HashMap::default(),
+            facts: HashMap::default(),
+            last_rows: HashMap::default(),
             evictions: 0,
         })
     }
@@ -102,9 +102,8 @@ impl Observer for EbpfObserver {
         }
         let rows: HashMap<Addrs, &TcpRow> = index_rows(rows);
         let owners_started = Instant::now();
-        let owners = self
-            .owners
-            .resolve(rows.values().map(|r| r.inode).filter(|i| *i != 0));
+        self.owners
+            .refresh(rows.values().map(|r| r.inode).filter(|i| *i != 0));
         log::info!(
             "poll: drained {} entries ({} sockets) in {:?}, owners resolved in {:?}",
             entries.len(),
@@ -114,7 +113,7 @@ impl Observer for EbpfObserver {
         );
 
         let mut sockets = Vec::with_capacity(rows.len());
-        let mut counted: std::collections::HashSet<Addrs> = Default::default();
+        let mut counted: FxHashSet<Addrs> = Default::default();
         for (sock, counters) in entries {
             // Family 0: an entry created an instant ago whose tuple is still being written; its
             // bytes stay in the map and show at the next poll.
@@ -124,7 +123,15 @@ impl Observer for EbpfObserver {
             counted.insert(addrs);
             let row = rows.get(&addrs).copied();
             let identity = (*sock, counters.first_ns);
-            let known = remember(&mut self.known, identity, row, &owners, extras, addrs, at);
+            let known = remember(
+                &mut self.known,
+                identity,
+                row,
+                &self.owners,
+                extras,
+                addrs,
+                at,
+            );
             sockets.push(live_socket(
                 addrs,
                 counters,
@@ -139,7 +146,7 @@ impl Observer for EbpfObserver {
                 continue;
             }
             let extra = extras.get(addrs);
-            let owner = owners.get(&row.inode);
+            let owner = self.owners.get(row.inode);
             sockets.push(ObservedSocket {
                 connection: ConnectionParts {
                     local: addrs.0,
@@ -252,7 +259,7 @@ fn remember<'a>(
     known: &'a mut HashMap<KernelIdentity, Known>,
     identity: KernelIdentity,
     row: Option<&TcpRow>,
-    owners: &HashMap<u64, Owner>,
+    owners: &OwnerCache,
     extras: &HashMap<Addrs, Extras>,
     addrs: Addrs,
     now: Instant,
@@ -273,8 +280,10 @@ fn remember<'a>(
     if let Some(row) = row.filter(|r| r.inode != 0) {
         known.inode = row.inode;
         known.uid = Some(row.uid);
-        if let Some(owner) = owners.get(&row.inode) {
-            known.owner = Some(owner.clone());
+        if let Some(owner) = owners.get(row.inode) {
+            if known.owner.as_ref() != Some(owner) {
+                known.owner = Some(owner.clone());
+            }
         }
     }
     if let Some(e) = extras.get(&addrs) {
@@ -286,7 +295,8 @@ fn remember<'a>(
 
 /// A socket's `/proc` row per 4-tuple; a live socket wins over a TIME_WAIT remnant (inode 0).
 fn index_rows(rows: &[TcpRow]) -> HashMap<Addrs, &TcpRow> {
-    let mut index: HashMap<Addrs, &TcpRow> = HashMap::with_capacity(rows.len());
+    let mut index: HashMap<Addrs, &TcpRow> =
+        HashMap::with_capacity_and_hasher(rows.len(), Default::default());
     for row in rows {
         let slot = index.entry((row.local, row.remote)).or_insert(row);
         if slot.inode == 0 {

@@ -3,7 +3,8 @@
 //! entry. LRU hash rungs: the map (batch lookup), `/proc/net/tcp{,6}` and a sock_diag dump,
 //! joined by 4-tuple.
 
-use std::{collections::HashMap, net::SocketAddr, path::Path};
+use rustc_hash::FxHashMap as HashMap;
+use std::{net::SocketAddr, path::Path};
 
 use anyhow::Result;
 use flow_common::{SockCounters, SockKey, SockSeen};
@@ -46,7 +47,7 @@ fn from_table(table: Vec<SockSeen>) -> Sources {
     let mut sources = Sources {
         entries: Vec::new(),
         rows: Vec::with_capacity(table.len()),
-        extras: HashMap::with_capacity(table.len()),
+        extras: HashMap::with_capacity_and_hasher(table.len(), Default::default()),
         malformed: 0,
     };
     for seen in table {

@@ -4,12 +4,8 @@
 //! every fd besides reading the link, which measured ~30% slower here (18 ms against 14 ms for
 //! a full scan over 10,000 sockets).
 
-use std::{
-    collections::{HashMap, HashSet},
-    fs, io,
-    os::unix::ffi::OsStrExt,
-    path::PathBuf,
-};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::{collections::HashMap, fs, io, os::unix::ffi::OsStrExt, path::PathBuf};
 
 /// The process holding a socket open.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,11 +22,11 @@ pub struct Owner {
 pub struct OwnerCache {
     proc_root: PathBuf,
     /// Every socket inode seen by the last scan.
-    owners: HashMap<u64, Owner>,
+    owners: FxHashMap<u64, Owner>,
     /// Inodes the last scan was asked for and did not find (owned by processes we may not
     /// inspect, or already closed). Asking again does not rescan: without privileges most
     /// sockets are like this, and a scan per poll would be wasted.
-    not_found: HashSet<u64>,
+    not_found: FxHashSet<u64>,
     /// Processes whose fd dir the last scan could not read.
     unreadable: usize,
     /// Full scans so far.
@@ -42,8 +38,8 @@ impl OwnerCache {
     pub fn new(proc_root: PathBuf) -> Self {
         OwnerCache {
             proc_root,
-            owners: HashMap::new(),
-            not_found: HashSet::new(),
+            owners: FxHashMap::default(),
+            not_found: FxHashSet::default(),
             unreadable: 0,
             scans: 0,
         }
@@ -55,7 +51,18 @@ impl OwnerCache {
     /// (permissions) are skipped and counted. Inode 0 (TIME_WAIT, orphans) has no owner.
     pub fn resolve(&mut self, inodes: impl IntoIterator<Item = u64>) -> HashMap<u64, Owner> {
         let asked: Vec<u64> = inodes.into_iter().filter(|&inode| inode != 0).collect();
-        let mut alive: HashMap<u32, bool> = HashMap::new();
+        self.refresh(asked.iter().copied());
+        asked
+            .iter()
+            .filter_map(|&inode| Some((inode, self.owners.get(&inode)?.clone())))
+            .collect()
+    }
+
+    /// [`OwnerCache::resolve`] without building the answer: afterwards [`OwnerCache::get`]
+    /// knows every owner that can be known. For pollers, which look owners up one by one.
+    pub fn refresh(&mut self, inodes: impl IntoIterator<Item = u64>) {
+        let asked: Vec<u64> = inodes.into_iter().filter(|&inode| inode != 0).collect();
+        let mut alive: FxHashMap<u32, bool> = FxHashMap::default();
         let stale = asked.iter().any(|inode| match self.owners.get(inode) {
             Some(owner) => !*alive
                 .entry(owner.pid)
@@ -70,10 +77,11 @@ impl OwnerCache {
                 .filter(|inode| !self.owners.contains_key(inode))
                 .collect();
         }
-        asked
-            .iter()
-            .filter_map(|&inode| Some((inode, self.owners.get(&inode)?.clone())))
-            .collect()
+    }
+
+    /// The owner of a socket inode, as of the last refresh.
+    pub fn get(&self, inode: u64) -> Option<&Owner> {
+        self.owners.get(&inode)
     }
 
     /// Processes whose `/proc/<pid>/fd` the last scan could not read (without privileges: every
@@ -92,7 +100,7 @@ impl OwnerCache {
                 return;
             }
         };
-        let mut owners = HashMap::with_capacity(self.owners.len());
+        let mut owners = FxHashMap::with_capacity_and_hasher(self.owners.len(), Default::default());
         let mut unreadable = 0;
         // One path buffer, pushed and popped, instead of an allocation per fd.
         let mut path = self.proc_root.clone();
