@@ -101,8 +101,9 @@ pub struct SockClosed {
 }
 
 /// One TCP socket as the socket iterator sees it (socket-local storage rungs): what
-/// `/proc/net/tcp` and sock_diag would say of it, and its counters when it has an entry. One
-/// read of the iterator replaces both tables and the map drain.
+/// `/proc/net/tcp` and sock_diag would say of it. When `has_counters` is 1 its entry (a
+/// [`SockCounters`]) follows it in the iterator's output. One read of the iterator replaces both
+/// tables and the map drain.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockSeen {
@@ -121,11 +122,10 @@ pub struct SockSeen {
     /// Segments sent and received (`tcp_sock.segs_out` / `segs_in`).
     pub segs_out: u32,
     pub segs_in: u32,
-    /// 1 when `counters` holds the socket's entry.
+    /// 1 when the socket's entry follows this record.
     pub has_counters: u32,
     pub _pad: u32,
     pub tuple: SockTuple,
-    pub counters: SockCounters,
 }
 
 /// Byte offsets into this kernel's structures, from its BTF, for the socket iterator (Rust
@@ -229,7 +229,7 @@ mod tests {
         assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
         assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
-        assert_eq!(size_of::<SockSeen>(), 56 + 40 + size_of::<SockCounters>());
+        assert_eq!(size_of::<SockSeen>(), 56 + 40);
         assert_eq!(size_of::<SockOffsets>(), 36);
     }
 }

@@ -5,10 +5,10 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_seq_write};
-use flow_common::{SockKey, SockOffsets, SockSeen};
+use flow_common::{SockCounters, SockKey, SockOffsets, SockSeen};
 
 use crate::{
-    counting::{read_kernel, read_tuple},
+    counting::{read_kernel, read_tuple, zero_in_place},
     local,
 };
 
@@ -32,20 +32,22 @@ const TCP_TIME_WAIT: u32 = 6;
 const TCP_LISTEN: u32 = 10;
 const TCP_NEW_SYN_RECV: u32 = 12;
 
-#[inline(always)]
-fn offsets() -> SockOffsets {
-    // SAFETY: a plain read of a global the loader patched before load.
-    unsafe { core::ptr::read_volatile(&FLOW_SOCK_OFFSETS) }
+/// One offset, read on its own: a copy of the whole struct compiled to a memset and a copy.
+macro_rules! offset {
+    ($field:ident) => {
+        // SAFETY: a plain read of a global the loader patched before load.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(FLOW_SOCK_OFFSETS.$field)) }
+    };
 }
 
-/// Called by the iterator for each socket: writes its [`SockSeen`] to `seq`.
+/// Called by the iterator for each socket: writes its [`SockSeen`] to `seq`, followed by its
+/// entry when it has one (`has_counters`), copied by the helper straight from the storage.
 #[inline(always)]
 pub fn write_socket(seq: *mut c_void, sk: SockKey, uid: u32) {
-    let mut seen = SockSeen {
-        sock: sk,
-        uid,
-        ..SockSeen::default()
-    };
+    let mut record = core::mem::MaybeUninit::<SockSeen>::uninit();
+    let seen = zero_in_place(&mut record);
+    seen.sock = sk;
+    seen.uid = uid;
     let mut state = 0u8;
     read_kernel(&mut state, sk, SKC_STATE);
     seen.state = u32::from(state);
@@ -54,26 +56,39 @@ pub fn write_socket(seq: *mut c_void, sk: SockKey, uid: u32) {
     // SAFETY: the helper takes the typed socket and gives a cookie to one that has none.
     seen.cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
     // TIME_WAIT and request sockets are a `sock_common` only: no file, queues or counters.
+    let mut counters: *mut SockCounters = core::ptr::null_mut();
     if seen.state != TCP_TIME_WAIT && seen.state != TCP_NEW_SYN_RECV {
-        full_socket(sk, &mut seen);
+        full_socket(sk, seen);
+        counters = local::entry(sk);
+        seen.has_counters = u32::from(!counters.is_null());
     }
-    // SAFETY: `seq` is the iterator's seq_file; the record is on the stack.
+    // One object per socket: if the second write overflows the seq_file buffer, the kernel
+    // drops both and runs this socket again into the next buffer.
+    // SAFETY: `seq` is the iterator's seq_file; the header is on the stack, the counters are
+    // this socket's storage.
     unsafe {
         bpf_seq_write(
             seq.cast(),
-            core::ptr::from_ref(&seen).cast(),
+            core::ptr::from_ref(seen).cast(),
             core::mem::size_of::<SockSeen>() as u32,
-        )
-    };
+        );
+        if !counters.is_null() {
+            bpf_seq_write(
+                seq.cast(),
+                counters.cast(),
+                core::mem::size_of::<SockCounters>() as u32,
+            );
+        }
+    }
 }
 
 #[inline(always)]
 fn full_socket(sk: SockKey, seen: &mut SockSeen) {
-    let o = offsets();
     let mut socket = 0u64;
-    read_kernel(&mut socket, sk, o.sk_socket as usize);
+    read_kernel(&mut socket, sk, offset!(sk_socket) as usize);
     if socket != 0 {
-        read_kernel(&mut seen.inode, socket.wrapping_add_signed(i64::from(o.socket_to_ino)), 0);
+        let ino = socket.wrapping_add_signed(i64::from(offset!(socket_to_ino)));
+        read_kernel(&mut seen.inode, ino, 0);
     }
     let field = |offset: u32| {
         let mut value = 0u32;
@@ -83,17 +98,11 @@ fn full_socket(sk: SockKey, seen: &mut SockSeen) {
     // As /proc/net/tcp computes them: a listener's receive queue is its accept backlog, and a
     // negative unread count (a reader ahead of rcv_nxt) shows as 0.
     seen.rx_queue = if seen.state == TCP_LISTEN {
-        field(o.sk_ack_backlog)
+        field(offset!(sk_ack_backlog))
     } else {
-        (field(o.rcv_nxt).wrapping_sub(field(o.copied_seq)) as i32).max(0) as u32
+        (field(offset!(rcv_nxt)).wrapping_sub(field(offset!(copied_seq))) as i32).max(0) as u32
     };
-    seen.tx_queue = field(o.write_seq).wrapping_sub(field(o.snd_una));
-    read_kernel(&mut seen.segs_in, sk, o.segs_in as usize);
-    read_kernel(&mut seen.segs_out, sk, o.segs_out as usize);
-    let counters = local::entry(sk);
-    if !counters.is_null() {
-        // SAFETY: non-null storage of this socket.
-        seen.counters = unsafe { *counters };
-        seen.has_counters = 1;
-    }
+    seen.tx_queue = field(offset!(write_seq)).wrapping_sub(field(offset!(snd_una)));
+    read_kernel(&mut seen.segs_in, sk, offset!(segs_in) as usize);
+    read_kernel(&mut seen.segs_out, sk, offset!(segs_out) as usize);
 }

@@ -14,19 +14,18 @@ use std::{
 };
 
 use common::{load, Pair};
-use flow_common::SockSeen;
 use flow_user::{
-    ebpf::{LoadOptions, Rung, Store},
+    ebpf::{LoadOptions, Rung, Store, TableRow},
     model::TcpState,
     procfs::read_tcp_tables,
 };
 
 type Addrs = (SocketAddr, SocketAddr);
 
-fn table_rows(table: &[SockSeen], port: u16) -> HashMap<Addrs, SockSeen> {
+fn table_rows(table: &[TableRow], port: u16) -> HashMap<Addrs, TableRow> {
     table
         .iter()
-        .filter_map(|seen| Some((common::tuple_addrs(&seen.tuple)?, *seen)))
+        .filter_map(|row| Some((common::tuple_addrs(&row.socket.tuple)?, *row)))
         .filter(|((l, r), _)| l.port() == port || r.port() == port)
         .collect()
 }
@@ -66,7 +65,7 @@ fn same_table_as_proc(bind: &str) {
     let mut table = HashMap::new();
     for _ in 0..100 {
         table = table_rows(&program.socket_table().unwrap(), port);
-        if table.get(&unread.server_addrs()).map(|s| s.rx_queue) == Some(5_000) {
+        if table.get(&unread.server_addrs()).map(|r| r.socket.rx_queue) == Some(5_000) {
             break;
         }
         thread::sleep(Duration::from_millis(10));
@@ -89,7 +88,7 @@ fn same_table_as_proc(bind: &str) {
         "the same sockets"
     );
     for (addrs, row) in &proc_rows {
-        let seen = &table[addrs];
+        let seen = &table[addrs].socket;
         let state = TcpState::from_kernel(seen.state as u8);
         assert_eq!(state, row.state, "{addrs:?}");
         assert_eq!(u64::from(seen.rx_queue), row.rx_queue, "{addrs:?} rx_queue");
@@ -98,22 +97,21 @@ fn same_table_as_proc(bind: &str) {
         assert_eq!(seen.inode, row.inode, "{addrs:?} inode");
     }
     let at = |addrs: Addrs| &table[&addrs];
-    assert_eq!(at(unread.server_addrs()).rx_queue, 5_000);
-    assert_eq!(at(unread.client_addrs()).counters.tx_bytes, 5_000);
-    assert_eq!(
-        at(unread.server_addrs()).has_counters,
-        0,
-        "read nothing yet"
-    );
+    assert_eq!(at(unread.server_addrs()).socket.rx_queue, 5_000);
+    assert_eq!(at(unread.client_addrs()).counters.unwrap().tx_bytes, 5_000);
+    assert_eq!(at(unread.server_addrs()).counters, None, "read nothing yet");
     for end in [both.client_addrs(), both.server_addrs()] {
-        let seen = at(end);
-        assert_eq!(seen.has_counters, 1);
-        assert_eq!((seen.counters.tx_bytes, seen.counters.rx_bytes), (300, 300));
-        assert!(seen.segs_in >= 2 && seen.segs_out >= 2, "{seen:?}");
-        assert_ne!(seen.cookie, 0);
+        let row = at(end);
+        let counters = row.counters.expect("moved bytes: has an entry");
+        assert_eq!((counters.tx_bytes, counters.rx_bytes), (300, 300));
+        assert!(
+            row.socket.segs_in >= 2 && row.socket.segs_out >= 2,
+            "{row:?}"
+        );
+        assert_ne!(row.socket.cookie, 0);
     }
     assert!(
-        table.values().any(|s| s.state == 6),
+        table.values().any(|r| r.socket.state == 6),
         "the closed pair's TIME_WAIT end is listed"
     );
     drop((unread, both));

@@ -7,4 +7,4 @@ mod reader;
 
 pub use events::{KernelEvents, PayloadSeen};
 pub use loader::{KernelProgram, LoadOptions, Refusal, Rung, Store};
-pub use reader::{tuple_addrs, KernelStats};
+pub use reader::{tuple_addrs, KernelStats, TableRow};

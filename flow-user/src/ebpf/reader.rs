@@ -1,6 +1,6 @@
 //! Reading the kernel program's maps: per-socket counters and its own event counters.
 
-use std::io::Read;
+use std::{io::Read, mem::size_of};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
@@ -49,8 +49,7 @@ impl KernelProgram {
             Store::Local => Ok(self
                 .socket_table()?
                 .into_iter()
-                .filter(|seen| seen.has_counters != 0)
-                .map(|seen| (seen.sock, seen.counters))
+                .filter_map(|row| Some((row.socket.sock, row.counters?)))
                 .collect()),
             Store::Hashed => self.hashed_sockets(),
         }
@@ -58,7 +57,7 @@ impl KernelProgram {
 
     /// Every TCP socket of the host, with its entry where it has one: one run of the `iter/tcp`
     /// program (socket-local storage rungs only).
-    pub fn socket_table(&mut self) -> Result<Vec<SockSeen>> {
+    pub fn socket_table(&mut self) -> Result<Vec<TableRow>> {
         if self.rung().store() != Store::Local {
             return Err(anyhow!(
                 "the {} rung keeps no socket-local storage to iterate",
@@ -126,20 +125,45 @@ impl KernelProgram {
     }
 }
 
-/// Whole records only: the iterator writes each one with a single `bpf_seq_write`. The TCP
-/// iterator resumes bucket by bucket, so a socket can come twice when its bucket changed in
-/// between: one record per socket is kept, the later (newer) one.
-fn parse_table(bytes: &[u8]) -> Vec<SockSeen> {
-    let records = bytes.chunks_exact(std::mem::size_of::<SockSeen>());
-    let mut seen_socks =
-        rustc_hash::FxHashSet::with_capacity_and_hasher(records.len(), Default::default());
-    records
-        .rev()
-        // SAFETY: each chunk holds exactly one record; `SockSeen` is plain data (any bit
-        // pattern is valid) and the read is unaligned-safe.
-        .map(|chunk| unsafe { chunk.as_ptr().cast::<SockSeen>().read_unaligned() })
-        .filter(|record| seen_socks.insert(record.sock))
-        .collect()
+/// One socket of the socket iterator's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableRow {
+    pub socket: SockSeen,
+    /// Its entry, for a socket that moved bytes since the program was loaded.
+    pub counters: Option<SockCounters>,
+}
+
+/// Whole records only: each socket is a [`SockSeen`], followed by a [`SockCounters`] when
+/// `has_counters` says so (the kernel writes both or neither). The TCP iterator resumes bucket
+/// by bucket, so a socket can come twice when its bucket changed in between: one row per
+/// socket is kept, the later (newer) one.
+fn parse_table(bytes: &[u8]) -> Vec<TableRow> {
+    let mut rows: Vec<TableRow> = Vec::with_capacity(bytes.len() / size_of::<SockSeen>());
+    let mut rest = bytes;
+    while let Some(socket) = take::<SockSeen>(&mut rest) {
+        let counters = if socket.has_counters != 0 {
+            match take::<SockCounters>(&mut rest) {
+                Some(counters) => Some(counters),
+                None => break,
+            }
+        } else {
+            None
+        };
+        rows.push(TableRow { socket, counters });
+    }
+    let mut seen = rustc_hash::FxHashSet::with_capacity_and_hasher(rows.len(), Default::default());
+    rows.reverse();
+    rows.retain(|row| seen.insert(row.socket.sock));
+    rows
+}
+
+/// The next `T` of `bytes`, if a whole one is there.
+fn take<T: aya::Pod>(bytes: &mut &[u8]) -> Option<T> {
+    let (head, tail) = bytes.split_at_checked(size_of::<T>())?;
+    *bytes = tail;
+    // SAFETY: `head` holds exactly one `T`; `T` is plain data (any bit pattern is valid) and
+    // the read is unaligned-safe.
+    Some(unsafe { head.as_ptr().cast::<T>().read_unaligned() })
 }
 
 fn map_fd(map: &aya::maps::Map) -> Result<std::os::fd::RawFd> {
@@ -176,34 +200,45 @@ pub fn tuple_addrs(
 mod tests {
     use super::*;
 
-    fn record(sock: SockKey, tx_bytes: u64) -> Vec<u8> {
-        let seen = SockSeen {
-            sock,
-            counters: SockCounters {
-                tx_bytes,
-                ..SockCounters::default()
-            },
-            ..SockSeen::default()
-        };
+    fn bytes_of<T: aya::Pod>(value: &T) -> Vec<u8> {
         // SAFETY: plain `repr(C)` data without padding holes.
         unsafe {
-            std::slice::from_raw_parts(
-                std::ptr::from_ref(&seen).cast::<u8>(),
-                std::mem::size_of::<SockSeen>(),
-            )
+            std::slice::from_raw_parts(std::ptr::from_ref(value).cast::<u8>(), size_of::<T>())
         }
         .to_vec()
     }
 
+    fn record(sock: SockKey, tx_bytes: Option<u64>) -> Vec<u8> {
+        let seen = SockSeen {
+            sock,
+            has_counters: u32::from(tx_bytes.is_some()),
+            ..SockSeen::default()
+        };
+        let mut bytes = bytes_of(&seen);
+        if let Some(tx_bytes) = tx_bytes {
+            bytes.extend(bytes_of(&SockCounters {
+                tx_bytes,
+                ..SockCounters::default()
+            }));
+        }
+        bytes
+    }
+
     #[test]
-    fn parse_keeps_the_newest_record_of_each_socket_and_drops_a_torn_tail() {
-        let mut bytes = [record(1, 10), record(2, 20), record(1, 11)].concat();
-        bytes.extend_from_slice(&[0xff; 7]);
-        let mut parsed: Vec<(SockKey, u64)> = parse_table(&bytes)
+    fn parse_keeps_the_newest_row_of_each_socket_and_drops_a_torn_tail() {
+        let mut bytes = [
+            record(1, Some(10)),
+            record(2, None),
+            record(3, Some(30)),
+            record(1, Some(11)),
+        ]
+        .concat();
+        bytes.extend_from_slice(&record(4, Some(40))[..size_of::<SockSeen>() + 7]);
+        let mut parsed: Vec<(SockKey, Option<u64>)> = parse_table(&bytes)
             .into_iter()
-            .map(|seen| (seen.sock, seen.counters.tx_bytes))
+            .map(|row| (row.socket.sock, row.counters.map(|c| c.tx_bytes)))
             .collect();
         parsed.sort();
-        assert_eq!(parsed, vec![(1, 11), (2, 20)]);
+        assert_eq!(parsed, vec![(1, Some(11)), (2, None), (3, Some(30))]);
     }
 }

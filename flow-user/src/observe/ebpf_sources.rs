@@ -7,10 +7,10 @@ use rustc_hash::FxHashMap as HashMap;
 use std::{net::SocketAddr, path::Path};
 
 use anyhow::Result;
-use flow_common::{SockCounters, SockKey, SockSeen};
+use flow_common::{SockCounters, SockKey};
 
 use crate::{
-    ebpf::{tuple_addrs, KernelProgram, Store},
+    ebpf::{tuple_addrs, KernelProgram, Store, TableRow},
     model::TcpState,
     procfs::{dump_tcp_info, read_tcp_tables, TcpRow},
 };
@@ -43,16 +43,20 @@ pub fn read_sources(program: &mut KernelProgram, proc_root: &Path) -> Result<Sou
     }
 }
 
-fn from_table(table: Vec<SockSeen>) -> Sources {
+fn from_table(table: Vec<TableRow>) -> Sources {
     let mut sources = Sources {
         entries: Vec::new(),
         rows: Vec::with_capacity(table.len()),
         extras: HashMap::with_capacity_and_hasher(table.len(), Default::default()),
         malformed: 0,
     };
-    for seen in table {
-        if seen.has_counters != 0 {
-            sources.entries.push((seen.sock, seen.counters));
+    for TableRow {
+        socket: seen,
+        counters,
+    } in table
+    {
+        if let Some(counters) = counters {
+            sources.entries.push((seen.sock, counters));
         }
         let Some((local, remote)) = tuple_addrs(&seen.tuple) else {
             continue;
