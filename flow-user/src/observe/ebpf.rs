@@ -29,6 +29,15 @@ const IDENTITY_GRACE: Duration = Duration::from_secs(10);
 /// A kernel map entry is one socket generation: its address plus its first-activity time.
 type KernelIdentity = (SockKey, u64);
 
+/// A socket's inode and uid at the previous observation, with its cookie when known (which tells
+/// it apart from a later socket on the same 4-tuple).
+#[derive(Clone, Copy)]
+struct LastRow {
+    inode: u64,
+    uid: u32,
+    cookie: Option<u64>,
+}
+
 /// What was learned about a socket while it was alive, so its close event keeps its id and owner.
 struct Known {
     generation: u64,
@@ -50,7 +59,7 @@ pub struct EbpfObserver {
     facts: HashMap<KernelIdentity, ConnectionFacts>,
     /// Inode and uid per 4-tuple at the previous observation: a socket listed from `/proc` that
     /// closes before the map showed it keeps its inode-based id through its close event.
-    last_rows: HashMap<Addrs, (u64, u32)>,
+    last_rows: HashMap<Addrs, LastRow>,
     /// Highest eviction count derived so far (the derivation is a lower bound; it never drops).
     evictions: u64,
 }
@@ -123,13 +132,21 @@ impl Observer for EbpfObserver {
             counted.insert(addrs);
             let row = rows.get(&addrs).copied();
             let identity = (*sock, counters.first_ns);
+            // Its inode now, or (closed by its process since: orphaned sockets have none) the
+            // one it had at the previous poll, if that row was this very socket.
+            let extra = extras.get(&addrs);
+            let cookie = extra.map(|e| e.cookie);
+            let listed_inode = row.map(|r| r.inode).filter(|i| *i != 0).or_else(|| {
+                let last = self.last_rows.get(&addrs)?;
+                (cookie.is_some() && last.cookie == cookie).then_some(last.inode)
+            });
             let known = remember(
                 &mut self.known,
                 identity,
+                listed_inode,
                 row,
                 &self.owners,
-                extras,
-                addrs,
+                extra,
                 at,
             );
             sockets.push(live_socket(
@@ -178,7 +195,7 @@ impl Observer for EbpfObserver {
                 let addrs = tuple_addrs(&event.counters.tuple)?;
                 let identity = (event.sock, event.counters.first_ns);
                 let known = self.known.remove(&identity).or_else(|| {
-                    let (inode, uid) = *self.last_rows.get(&addrs)?;
+                    let LastRow { inode, uid, .. } = *self.last_rows.get(&addrs)?;
                     Some(Known::from_row(inode, uid, at))
                 });
                 let facts = self.facts.remove(&identity);
@@ -201,7 +218,14 @@ impl Observer for EbpfObserver {
         self.last_rows = rows
             .iter()
             .filter(|(_, r)| r.inode != 0)
-            .map(|(addrs, r)| (*addrs, (r.inode, r.uid)))
+            .map(|(addrs, r)| {
+                let last = LastRow {
+                    inode: r.inode,
+                    uid: r.uid,
+                    cookie: extras.get(addrs).map(|e| e.cookie),
+                };
+                (*addrs, last)
+            })
             .collect();
 
         let stats = self.program.stats()?;
@@ -258,17 +282,14 @@ impl Known {
 fn remember<'a>(
     known: &'a mut HashMap<KernelIdentity, Known>,
     identity: KernelIdentity,
+    listed_inode: Option<u64>,
     row: Option<&TcpRow>,
     owners: &OwnerCache,
-    extras: &HashMap<Addrs, Extras>,
-    addrs: Addrs,
+    extra: Option<&Extras>,
     now: Instant,
 ) -> &'a Known {
     let known = known.entry(identity).or_insert_with(|| Known {
-        generation: row
-            .map(|r| r.inode)
-            .filter(|i| *i != 0)
-            .unwrap_or_else(|| kernel_generation(identity.0, identity.1)),
+        generation: listed_inode.unwrap_or_else(|| kernel_generation(identity.0, identity.1)),
         inode: 0,
         uid: None,
         owner: None,
@@ -286,7 +307,7 @@ fn remember<'a>(
             }
         }
     }
-    if let Some(e) = extras.get(&addrs) {
+    if let Some(e) = extra {
         known.packets = (e.segs_out, e.segs_in);
         known.cookie = Some(e.cookie);
     }
