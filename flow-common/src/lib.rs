@@ -58,6 +58,9 @@ pub struct SockCounters {
     /// Payload capture state (`capture::*` bits), kept by the kernel program.
     pub capture: u32,
     pub _pad: u32,
+    /// The kernel's socket cookie, unique per socket for the boot: what tells this socket from
+    /// a later one on the same 4-tuple. Set by the typed rungs; 0 on the others.
+    pub cookie: u64,
 }
 
 /// Bits of [`SockCounters::capture`].
@@ -226,7 +229,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<SockTuple>(), 40);
-        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8);
+        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8 + 8);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
         assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
         assert_eq!(size_of::<SockSeen>(), 56 + 40);

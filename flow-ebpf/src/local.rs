@@ -7,7 +7,7 @@ use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
-    helpers::generated::{bpf_sk_storage_delete, bpf_sk_storage_get},
+    helpers::generated::{bpf_get_socket_cookie, bpf_sk_storage_delete, bpf_sk_storage_get},
 };
 use flow_common::{stat, SockCounters, SockKey};
 
@@ -64,6 +64,7 @@ fn create(sk: SockKey) -> *mut SockCounters {
         if (*counters).first_ns == first_ns {
             bump(stat::INSERTS);
             read_tuple(sk, &mut (*counters).tuple);
+            (*counters).cookie = bpf_get_socket_cookie(sk as *mut c_void);
         }
     }
     counters

@@ -29,13 +29,14 @@ const IDENTITY_GRACE: Duration = Duration::from_secs(10);
 /// A kernel map entry is one socket generation: its address plus its first-activity time.
 type KernelIdentity = (SockKey, u64);
 
-/// A socket's inode and uid at the previous observation, with its cookie when known (which tells
+/// The inode and uid a 4-tuple's socket was listed with, and its cookie when known (which tells
 /// it apart from a later socket on the same 4-tuple).
 #[derive(Clone, Copy)]
 struct LastRow {
     inode: u64,
     uid: u32,
     cookie: Option<u64>,
+    seen: Instant,
 }
 
 /// What was learned about a socket while it was alive, so its close event keeps its id and owner.
@@ -60,6 +61,8 @@ pub struct EbpfObserver {
     /// Inode and uid per 4-tuple at the previous observation: a socket listed from `/proc` that
     /// closes before the map showed it keeps its inode-based id through its close event.
     last_rows: HashMap<Addrs, LastRow>,
+    /// When the previous observation was made.
+    last_poll: Option<Instant>,
     /// Highest eviction count derived so far (the derivation is a lower bound; it never drops).
     evictions: u64,
 }
@@ -78,6 +81,7 @@ impl EbpfObserver {
             known: HashMap::default(),
             facts: HashMap::default(),
             last_rows: HashMap::default(),
+            last_poll: None,
             evictions: 0,
         })
     }
@@ -135,11 +139,10 @@ impl Observer for EbpfObserver {
             // Its inode now, or (closed by its process since: orphaned sockets have none) the
             // one it had at the previous poll, if that row was this very socket.
             let extra = extras.get(&addrs);
-            let cookie = extra.map(|e| e.cookie);
-            let listed_inode = row.map(|r| r.inode).filter(|i| *i != 0).or_else(|| {
-                let last = self.last_rows.get(&addrs)?;
-                (cookie.is_some() && last.cookie == cookie).then_some(last.inode)
-            });
+            let listed_inode = row
+                .map(|r| r.inode)
+                .filter(|i| *i != 0)
+                .or_else(|| Some(self.listed(&addrs, counters.cookie)?.inode));
             let known = remember(
                 &mut self.known,
                 identity,
@@ -195,8 +198,8 @@ impl Observer for EbpfObserver {
                 let addrs = tuple_addrs(&event.counters.tuple)?;
                 let identity = (event.sock, event.counters.first_ns);
                 let known = self.known.remove(&identity).or_else(|| {
-                    let LastRow { inode, uid, .. } = *self.last_rows.get(&addrs)?;
-                    Some(Known::from_row(inode, uid, at))
+                    let last = self.listed(&addrs, event.counters.cookie)?;
+                    Some(Known::from_row(last.inode, last.uid, at))
                 });
                 let facts = self.facts.remove(&identity);
                 Some(closed_socket(
@@ -215,18 +218,7 @@ impl Observer for EbpfObserver {
             known.contains_key(identity) || at.duration_since(f.updated) < IDENTITY_GRACE
         });
 
-        self.last_rows = rows
-            .iter()
-            .filter(|(_, r)| r.inode != 0)
-            .map(|(addrs, r)| {
-                let last = LastRow {
-                    inode: r.inode,
-                    uid: r.uid,
-                    cookie: extras.get(addrs).map(|e| e.cookie),
-                };
-                (*addrs, last)
-            })
-            .collect();
+        self.remember_rows(&rows, extras, at);
 
         let stats = self.program.stats()?;
         let live = entries.len() as u64;
@@ -260,6 +252,49 @@ impl Observer for EbpfObserver {
 
     fn captures_payload(&self) -> bool {
         self.program.payload_bytes() > 0
+    }
+}
+
+impl EbpfObserver {
+    /// How `addrs`' socket was listed, if that listing was the socket with this `cookie`. Without
+    /// a cookie (untyped rungs) only the previous poll's listing counts: an older one may be a
+    /// previous socket on the same 4-tuple.
+    fn listed(&self, addrs: &Addrs, cookie: u64) -> Option<&LastRow> {
+        let last = self.last_rows.get(addrs)?;
+        let same = match cookie {
+            0 => Some(last.seen) == self.last_poll,
+            cookie => last.cookie == Some(cookie),
+        };
+        same.then_some(last)
+    }
+
+    /// Keeps each listed socket's inode and uid for its close event (which may come polls
+    /// later, when its row is gone or shows no inode: orphaned by its process, or TIME_WAIT).
+    fn remember_rows(
+        &mut self,
+        rows: &HashMap<Addrs, &TcpRow>,
+        extras: &HashMap<Addrs, Extras>,
+        at: Instant,
+    ) {
+        for (addrs, row) in rows {
+            let cookie = extras.get(addrs).map(|e| e.cookie);
+            if row.inode != 0 {
+                let last = LastRow {
+                    inode: row.inode,
+                    uid: row.uid,
+                    cookie,
+                    seen: at,
+                };
+                self.last_rows.insert(*addrs, last);
+            } else if let Some(last) = self.last_rows.get_mut(addrs) {
+                if cookie.is_some() && last.cookie == cookie {
+                    last.seen = at;
+                }
+            }
+        }
+        self.last_rows
+            .retain(|_, last| at.duration_since(last.seen) < IDENTITY_GRACE);
+        self.last_poll = Some(at);
     }
 }
 

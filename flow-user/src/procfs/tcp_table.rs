@@ -99,7 +99,15 @@ pub fn read_tcp_tables(proc_root: &Path) -> io::Result<TcpTables> {
                 ..m
             }));
     }
+    dedup_rows(&mut tables.rows);
     Ok(tables)
+}
+
+/// The kernel writes a table in chunks and resumes each chunk by position in a hash bucket, so
+/// a socket can come twice when its bucket changed in between: keep one row per socket.
+fn dedup_rows(rows: &mut Vec<TcpRow>) {
+    let mut seen = rustc_hash::FxHashSet::default();
+    rows.retain(|r| seen.insert((r.local, r.remote, r.inode, r.state)));
 }
 
 /// The fields after `sl`: local, remote, st, tx:rx, tr:when, retrnsmt, uid, timeout, inode, ...

@@ -261,3 +261,12 @@ proptest! {
         check_recorded_lines_survive(&mutated, at);
     }
 }
+
+#[test]
+fn a_socket_listed_twice_is_kept_once() {
+    let mut rows = tcp_rows();
+    let expected = rows.clone();
+    rows.push(rows[0].clone());
+    dedup_rows(&mut rows);
+    assert_eq!(rows, expected);
+}
