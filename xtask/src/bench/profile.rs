@@ -38,6 +38,19 @@ impl Profile {
     /// Stops sampling; returns the top symbols (`percent  dso  symbol`), empty when perf failed.
     pub fn finish(mut self) -> Vec<String> {
         self.perf.stop("INT", Duration::from_secs(20));
+        // perf can still be finishing its file when it has exited: an empty report is read
+        // again a moment later (a full run once came out empty, the same file read fine after).
+        for _ in 0..3 {
+            let lines = self.report();
+            if !lines.is_empty() {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        Vec::new()
+    }
+
+    fn report(&self) -> Vec<String> {
         let Ok(out) = Command::new("perf")
             .args(["report", "--stdio", "--no-children", "-g", "none"])
             .args([
