@@ -246,7 +246,7 @@ pub struct KernelProgram {
     refused: Vec<Refusal>,
     map_entries: u32,
     payload_bytes: u32,
-    /// Reused between read-outs of the socket iterator.
+    /// The read buffer of the socket iterator, kept between polls.
     pub(super) iter_buffer: Vec<u8>,
 }
 
