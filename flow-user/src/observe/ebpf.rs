@@ -16,7 +16,7 @@ use super::{
     ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer,
 };
 use crate::{
-    ebpf::{tuple_addrs, KernelEvents, KernelProgram, LoadOptions},
+    ebpf::{tuple_addrs, KernelEvents, KernelProgram, LoadOptions, Store},
     id::kernel_generation,
     model::{Counters, TcpState},
     procfs::{Owner, OwnerCache, TcpRow},
@@ -231,7 +231,11 @@ impl Observer for EbpfObserver {
                 mode: Some(Mode::Ebpf),
                 rung: Some(self.program.rung()),
                 map_entries: live,
-                map_capacity: u64::from(self.program.map_entries()),
+                // Socket-local storage has no capacity: an entry per socket, however many.
+                map_capacity: match self.program.rung().store() {
+                    Store::Local => 0,
+                    Store::Hashed => u64::from(self.program.map_entries()),
+                },
                 evictions: self.evictions,
                 close_drops: stats.close_drops + self.events.dropped(),
                 payload_drops: stats.payload_drops,

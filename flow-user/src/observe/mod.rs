@@ -68,7 +68,8 @@ pub struct Observation {
 pub struct Health {
     pub mode: Option<Mode>,
     pub rung: Option<Rung>,
-    /// Entries in the kernel's socket map now, and its capacity.
+    /// Entries in the kernel's socket map now, and its capacity (0: socket-local storage,
+    /// which has none).
     pub map_entries: u64,
     pub map_capacity: u64,
     /// Sockets the LRU map evicted to make room (their counting restarted).

@@ -111,7 +111,7 @@ impl HealthMetrics {
             map_capacity: gauge(
                 registry,
                 "map_capacity",
-                "Capacity of the kernel's socket map",
+                "Capacity of the kernel's socket map (0: socket-local storage, unbounded)",
             ),
             evictions: total(
                 registry,

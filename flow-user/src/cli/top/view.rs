@@ -117,10 +117,10 @@ impl View {
             return [first, "measuring the first interval...".into()];
         }
         let (rx, tx) = self.totals();
-        let map = if health.map_capacity > 0 {
-            format!("  map {}/{}", health.map_entries, health.map_capacity)
-        } else {
-            String::new()
+        let map = match (health.mode, health.map_capacity) {
+            (Some(crate::observe::Mode::Ebpf), 0) => format!("  entries {}", health.map_entries),
+            (_, 0) => String::new(),
+            (_, capacity) => format!("  map {}/{capacity}", health.map_entries),
         };
         let second = format!(
             "{} connections  rx {}  tx {}{map}  evicted {}  dropped {}",
