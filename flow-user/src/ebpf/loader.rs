@@ -325,9 +325,13 @@ impl KernelProgram {
         &self.refused
     }
 
-    /// Capacity of the per-socket map.
-    pub fn map_entries(&self) -> u32 {
-        self.map_entries
+    /// Capacity of the LRU hash the untyped rungs count in; 0 on the typed rungs, whose
+    /// socket-local storage has no capacity (an entry per socket, however many).
+    pub fn map_capacity(&self) -> u32 {
+        match self.rung.store() {
+            Store::Local => 0,
+            Store::Hashed => self.map_entries,
+        }
     }
 
     /// Names of the programs loaded into the kernel (attached or not yet released).

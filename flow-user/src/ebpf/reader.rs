@@ -92,7 +92,7 @@ impl KernelProgram {
             .ebpf
             .map(maps::SOCKETS)
             .ok_or_else(|| anyhow!("map {} missing", maps::SOCKETS))?;
-        let capacity = self.map_entries() as usize;
+        let capacity = self.map_capacity() as usize;
         if let Ok(fd) = map_fd(map) {
             match super::batch::lookup_all(fd, capacity) {
                 Ok(entries) => return Ok(entries),
@@ -102,7 +102,7 @@ impl KernelProgram {
         let map: HashMap<&MapData, SockKey, SockCounters> = HashMap::try_from(map)?;
         // Walking by "next key" restarts from the first key when the current one is deleted
         // meanwhile, so entries can come twice: keep one per key, and bound the walk.
-        let bound = 2 * self.map_entries() as usize + 1024;
+        let bound = 2 * self.map_capacity() as usize + 1024;
         let mut seen: std::collections::HashMap<SockKey, SockCounters> =
             std::collections::HashMap::new();
         for (key, counters) in map.iter().take(bound).filter_map(Result::ok) {

@@ -11,12 +11,12 @@ use anyhow::Result;
 use flow_common::{SockCounters, SockKey};
 
 use super::{
-    ebpf_sources::{read_sources, Addrs, Extras, Sources},
+    ebpf_sources::{read_sources, Addrs, Extras, Listed, Sources},
     facts::ConnectionFacts,
     ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer,
 };
 use crate::{
-    ebpf::{tuple_addrs, KernelEvents, KernelProgram, LoadOptions, Store},
+    ebpf::{tuple_addrs, KernelEvents, KernelProgram, LoadOptions},
     id::kernel_generation,
     model::{Counters, TcpState},
     procfs::{Owner, OwnerCache, TcpRow},
@@ -58,8 +58,8 @@ pub struct EbpfObserver {
     known: HashMap<KernelIdentity, Known>,
     /// What payload prefixes showed, per socket generation.
     facts: HashMap<KernelIdentity, ConnectionFacts>,
-    /// Inode and uid per 4-tuple at the previous observation: a socket listed from `/proc` that
-    /// closes before the map showed it keeps its inode-based id through its close event.
+    /// How each 4-tuple's socket was last listed (see [`EbpfObserver::remember_rows`]): a
+    /// socket listed before it had an entry keeps its inode-based id through its close event.
     last_rows: HashMap<Addrs, LastRow>,
     /// When the previous observation was made.
     last_poll: Option<Instant>,
@@ -102,8 +102,7 @@ impl Observer for EbpfObserver {
         let drained_in = drain_started.elapsed();
         let Sources {
             entries,
-            rows,
-            extras,
+            listed,
             malformed,
         } = &sources;
         let at = Instant::now();
@@ -113,19 +112,18 @@ impl Observer for EbpfObserver {
                 .or_insert_with(|| ConnectionFacts::new(at))
                 .learn(&seen.facts, at);
         }
-        let rows: HashMap<Addrs, &TcpRow> = index_rows(rows);
         let owners_started = Instant::now();
         self.owners
-            .refresh(rows.values().map(|r| r.inode).filter(|i| *i != 0));
+            .refresh(listed.values().map(|l| l.row.inode).filter(|i| *i != 0));
         log::info!(
             "poll: drained {} entries ({} sockets) in {:?}, owners resolved in {:?}",
             entries.len(),
-            rows.len(),
+            listed.len(),
             drained_in,
             owners_started.elapsed()
         );
 
-        let mut sockets = Vec::with_capacity(rows.len());
+        let mut sockets = Vec::with_capacity(listed.len());
         let mut counted: FxHashSet<Addrs> = Default::default();
         for (sock, counters) in entries {
             // Family 0: an entry created an instant ago whose tuple is still being written; its
@@ -134,11 +132,12 @@ impl Observer for EbpfObserver {
                 continue;
             };
             counted.insert(addrs);
-            let row = rows.get(&addrs).copied();
+            let (row, extra) = listed
+                .get(&addrs)
+                .map_or((None, None), |l| (Some(&l.row), l.extras.as_ref()));
             let identity = (*sock, counters.first_ns);
             // Its inode now, or (closed by its process since: orphaned sockets have none) the
             // one it had at the previous poll, if that row was this very socket.
-            let extra = extras.get(&addrs);
             let listed_inode = row
                 .map(|r| r.inode)
                 .filter(|i| *i != 0)
@@ -161,11 +160,11 @@ impl Observer for EbpfObserver {
             ));
         }
         // Sockets that have not moved a byte since the program was loaded.
-        for (addrs, row) in &rows {
+        for (addrs, Listed { row, extras }) in listed {
             if row.inode == 0 || row.state == TcpState::Listen || counted.contains(addrs) {
                 continue;
             }
-            let extra = extras.get(addrs);
+            let extra = extras.as_ref();
             let owner = self.owners.get(row.inode);
             sockets.push(ObservedSocket {
                 connection: ConnectionParts {
@@ -218,7 +217,7 @@ impl Observer for EbpfObserver {
             known.contains_key(identity) || at.duration_since(f.updated) < IDENTITY_GRACE
         });
 
-        self.remember_rows(&rows, extras, at);
+        self.remember_rows(listed, at);
 
         let stats = self.program.stats()?;
         let live = entries.len() as u64;
@@ -231,11 +230,7 @@ impl Observer for EbpfObserver {
                 mode: Some(Mode::Ebpf),
                 rung: Some(self.program.rung()),
                 map_entries: live,
-                // Socket-local storage has no capacity: an entry per socket, however many.
-                map_capacity: match self.program.rung().store() {
-                    Store::Local => 0,
-                    Store::Hashed => u64::from(self.program.map_entries()),
-                },
+                map_capacity: u64::from(self.program.map_capacity()),
                 evictions: self.evictions,
                 close_drops: stats.close_drops + self.events.dropped(),
                 payload_drops: stats.payload_drops,
@@ -274,14 +269,9 @@ impl EbpfObserver {
 
     /// Keeps each listed socket's inode and uid for its close event (which may come polls
     /// later, when its row is gone or shows no inode: orphaned by its process, or TIME_WAIT).
-    fn remember_rows(
-        &mut self,
-        rows: &HashMap<Addrs, &TcpRow>,
-        extras: &HashMap<Addrs, Extras>,
-        at: Instant,
-    ) {
-        for (addrs, row) in rows {
-            let cookie = extras.get(addrs).map(|e| e.cookie);
+    fn remember_rows(&mut self, listed: &HashMap<Addrs, Listed>, at: Instant) {
+        for (addrs, Listed { row, extras }) in listed {
+            let cookie = extras.map(|e| e.cookie);
             if row.inode != 0 {
                 let last = LastRow {
                     inode: row.inode,
@@ -351,19 +341,6 @@ fn remember<'a>(
         known.cookie = Some(e.cookie);
     }
     known
-}
-
-/// A socket's `/proc` row per 4-tuple; a live socket wins over a TIME_WAIT remnant (inode 0).
-fn index_rows(rows: &[TcpRow]) -> HashMap<Addrs, &TcpRow> {
-    let mut index: HashMap<Addrs, &TcpRow> =
-        HashMap::with_capacity_and_hasher(rows.len(), Default::default());
-    for row in rows {
-        let slot = index.entry((row.local, row.remote)).or_insert(row);
-        if slot.inode == 0 {
-            *slot = row;
-        }
-    }
-    index
 }
 
 fn live_socket(

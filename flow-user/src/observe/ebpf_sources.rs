@@ -4,6 +4,7 @@
 //! joined by 4-tuple.
 
 use rustc_hash::FxHashMap as HashMap;
+use std::collections::hash_map::Entry;
 use std::{net::SocketAddr, path::Path};
 
 use anyhow::Result;
@@ -25,15 +26,45 @@ pub struct Extras {
     pub cookie: u64,
 }
 
+/// One listed socket: its `/proc/net/tcp` row and what sock_diag (or the iterator) adds.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub row: TcpRow,
+    pub extras: Option<Extras>,
+}
+
 /// The sockets one poll saw.
 pub struct Sources {
     /// Kernel entries: sockets that moved bytes since the program was loaded.
     pub entries: Vec<(SockKey, SockCounters)>,
-    /// Every TCP socket, as `/proc/net/tcp` lists it.
-    pub rows: Vec<TcpRow>,
-    pub extras: HashMap<Addrs, Extras>,
+    /// Every TCP socket, one per 4-tuple: a live socket wins over a TIME_WAIT remnant (inode 0)
+    /// on the same addresses.
+    pub listed: HashMap<Addrs, Listed>,
     /// `/proc` lines that did not parse.
     pub malformed: u64,
+}
+
+impl Sources {
+    fn new(entries: Vec<(SockKey, SockCounters)>, sockets: usize, malformed: u64) -> Sources {
+        Sources {
+            entries,
+            listed: HashMap::with_capacity_and_hasher(sockets, Default::default()),
+            malformed,
+        }
+    }
+
+    fn list(&mut self, row: TcpRow, extras: Option<Extras>) {
+        let listed = Listed { row, extras };
+        match self.listed.entry((listed.row.local, listed.row.remote)) {
+            Entry::Vacant(slot) => {
+                slot.insert(listed);
+            }
+            Entry::Occupied(mut slot) if slot.get().row.inode == 0 => {
+                slot.insert(listed);
+            }
+            Entry::Occupied(_) => {}
+        }
+    }
 }
 
 pub fn read_sources(program: &mut KernelProgram, proc_root: &Path) -> Result<Sources> {
@@ -44,12 +75,7 @@ pub fn read_sources(program: &mut KernelProgram, proc_root: &Path) -> Result<Sou
 }
 
 fn from_table(table: Vec<TableRow>) -> Sources {
-    let mut sources = Sources {
-        entries: Vec::new(),
-        rows: Vec::with_capacity(table.len()),
-        extras: HashMap::with_capacity_and_hasher(table.len(), Default::default()),
-        malformed: 0,
-    };
+    let mut sources = Sources::new(Vec::new(), table.len(), 0);
     for TableRow {
         socket: seen,
         counters,
@@ -61,7 +87,7 @@ fn from_table(table: Vec<TableRow>) -> Sources {
         let Some((local, remote)) = tuple_addrs(&seen.tuple) else {
             continue;
         };
-        sources.rows.push(TcpRow {
+        let row = TcpRow {
             local,
             remote,
             state: TcpState::from_kernel(seen.state as u8),
@@ -69,15 +95,14 @@ fn from_table(table: Vec<TableRow>) -> Sources {
             rx_queue: u64::from(seen.rx_queue),
             uid: seen.uid,
             inode: seen.inode,
-        });
-        sources.extras.insert(
-            (local, remote),
-            Extras {
-                segs_out: u64::from(seen.segs_out),
-                segs_in: u64::from(seen.segs_in),
-                cookie: seen.cookie,
-            },
-        );
+        };
+        // Exact: the iterator reports each socket's own segments and cookie.
+        let extras = Extras {
+            segs_out: u64::from(seen.segs_out),
+            segs_in: u64::from(seen.segs_in),
+            cookie: seen.cookie,
+        };
+        sources.list(row, Some(extras));
     }
     sources
 }
@@ -85,7 +110,8 @@ fn from_table(table: Vec<TableRow>) -> Sources {
 fn from_map_and_proc(program: &mut KernelProgram, proc_root: &Path) -> Result<Sources> {
     let entries = program.sockets()?;
     let tables = read_tcp_tables(proc_root)?;
-    let extras = dump_tcp_info()
+    // Joined by address pair: sock_diag reports inodes truncated to 32 bits.
+    let diag: HashMap<Addrs, Extras> = dump_tcp_info()
         .unwrap_or_else(|err| {
             log::warn!("sock_diag dump failed ({err}): segment counts unknown this poll");
             Vec::new()
@@ -100,10 +126,10 @@ fn from_map_and_proc(program: &mut KernelProgram, proc_root: &Path) -> Result<So
             ((d.local, d.remote), extras)
         })
         .collect();
-    Ok(Sources {
-        entries,
-        rows: tables.rows,
-        extras,
-        malformed: tables.malformed.len() as u64,
-    })
+    let mut sources = Sources::new(entries, tables.rows.len(), tables.malformed.len() as u64);
+    for row in tables.rows {
+        let extras = diag.get(&(row.local, row.remote)).copied();
+        sources.list(row, extras);
+    }
+    Ok(sources)
 }
