@@ -18,7 +18,7 @@ fn flow_objects() -> Vec<String> {
         let out = Command::new("bpftool")
             .args([kind, "show", "--json"])
             .output()
-            .expect("bpftool must be installed (.ci/run installs it)");
+            .expect("bpftool must be installed (`cargo xtask test` installs it)");
         assert!(out.status.success(), "bpftool {kind} show failed");
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for item in list.as_array().unwrap() {

@@ -4,6 +4,7 @@
 
 mod bench;
 mod build;
+mod packages;
 mod run;
 mod setup;
 mod test;

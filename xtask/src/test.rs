@@ -27,6 +27,10 @@ type StepFn = fn(&mut Ctx) -> Result<()>;
 
 /// The hook point: every step `cargo xtask test` runs, in order.
 const STEPS: &[(&str, StepFn)] = &[
+    // The Debian tools the tests start (servers, clients, checkers), installed when missing.
+    ("packages", |_| {
+        crate::packages::ensure("packages", &crate::packages::test_packages())
+    }),
     ("build-ebpf", step_build_ebpf),
     ("cargo-test", step_cargo_test),
     ("vm-test", step_vm_test),

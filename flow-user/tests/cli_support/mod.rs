@@ -43,7 +43,7 @@ pub fn tool(name: &str, test: &str) -> Option<&'static str> {
     if found.is_none() {
         assert!(
             !in_ci(),
-            "{test}: `{name}` must be installed (.ci/run installs it)"
+            "{test}: `{name}` must be installed (`cargo xtask test` installs it)"
         );
         eprintln!("NOT RUN: {test} needs `{name}`");
     }

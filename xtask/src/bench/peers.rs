@@ -135,31 +135,12 @@ fn package_version(package: &str) -> Option<String> {
 /// Installs what is missing; returns the peers that can run, and a note for each one that
 /// cannot (with the reason) and for what was installed.
 pub fn prepare(notes: &mut Vec<String>) -> Vec<Peer> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| package_version(p).is_none())
-        .collect();
-    if !missing.is_empty() {
-        println!("bench: installing {}", missing.join(" "));
-        let install = || {
-            Command::new("apt-get")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(&missing)
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        // A fresh machine may have no package lists yet.
-        let ok = install() || {
-            let _ = Command::new("apt-get").arg("update").status();
-            install()
-        };
-        notes.push(if ok {
-            format!("installed with apt-get: {}", missing.join(", "))
-        } else {
-            format!("apt-get install {} failed", missing.join(" "))
-        });
+    if !crate::packages::missing(PACKAGES).is_empty() {
+        // A peer that cannot be had is skipped with the reason, not a failed benchmark.
+        match crate::packages::ensure("bench", PACKAGES) {
+            Ok(()) => notes.push(format!("installed with apt-get: {}", PACKAGES.join(", "))),
+            Err(err) => notes.push(format!("{err:#}")),
+        }
     }
     if Peer::Bandwhich.version().is_none() {
         println!("bench: cargo install bandwhich --locked (limit {BANDWHICH_BUILD_LIMIT} s)");
