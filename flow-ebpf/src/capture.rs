@@ -22,7 +22,7 @@ use flow_common::{
     PAYLOAD_RING_BYTES,
 };
 
-use crate::counting::{bump, wakeup_flags};
+use crate::publish::{bump, wakeup_flags};
 
 /// Bytes to copy per captured message; 0 turns capture off. Set by the loader (read-only data,
 /// so the verifier prunes the capture path from the counting hooks when it is 0).
@@ -38,7 +38,7 @@ fn capture_bytes() -> u32 {
 #[map(name = "FLOW_PAYLOADS")]
 static PAYLOADS: RingBuf = RingBuf::with_byte_size(PAYLOAD_RING_BYTES, 0);
 
-/// Called by the counting hook for every event, with the socket's entry: copies a prefix of
+/// Called by each store's `count` for every event, with the socket's entry: copies a prefix of
 /// the message when the socket wants one.
 #[inline(always)]
 pub fn maybe_capture(sk: SockKey, bytes: u64, direction: u32, entry: &mut SockCounters) {
@@ -83,7 +83,8 @@ mod x86_64 {
 /// The first user buffer of the syscall whose registers are at `regs`, and its length.
 #[inline(always)]
 fn user_buffer(regs: u64) -> Option<(u64, u64)> {
-    let reg = |offset: usize| unsafe { bpf_probe_read_kernel((regs + offset as u64) as *const u64) };
+    let reg =
+        |offset: usize| unsafe { bpf_probe_read_kernel((regs + offset as u64) as *const u64) };
     let second = reg(x86_64::SI).ok()?;
     match reg(x86_64::ORIG_AX).ok()? {
         x86_64::READ | x86_64::WRITE | x86_64::SENDTO | x86_64::RECVFROM => {
@@ -158,7 +159,15 @@ fn starts_http(buf: u64) -> bool {
     };
     matches!(
         &head,
-        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"OPTI" | b"PATC" | b"CONN" | b"TRAC"
+        b"GET "
+            | b"POST"
+            | b"PUT "
+            | b"HEAD"
+            | b"DELE"
+            | b"OPTI"
+            | b"PATC"
+            | b"CONN"
+            | b"TRAC"
             | b"HTTP"
     )
 }

@@ -5,8 +5,13 @@
 use aya_ebpf::bindings::BPF_NOEXIST;
 use flow_common::{stat, SockCounters, SockKey};
 
-use crate::counting::{add, bump, fresh, publish_closed, read_tuple, Direction};
 use crate::maps::SOCKETS;
+use crate::{
+    capture::maybe_capture,
+    counting::{add, fresh, Direction},
+    publish::{bump, publish_closed},
+    read::read_tuple,
+};
 
 #[inline(always)]
 pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
@@ -18,7 +23,9 @@ pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
         },
     };
     // SAFETY: the pointer comes from a successful map lookup and stays valid for this run.
-    add(sk, unsafe { &mut *entry }, bytes, direction);
+    let entry = unsafe { &mut *entry };
+    add(entry, bytes, direction);
+    maybe_capture(sk, bytes, direction.code(), entry);
 }
 
 /// Creates the entry for a socket seen for the first time and returns it.

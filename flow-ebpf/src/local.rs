@@ -11,8 +11,13 @@ use aya_ebpf::{
 };
 use flow_common::{stat, SockCounters, SockKey};
 
-use crate::counting::{add, bump, fresh, publish_closed, read_tuple, Direction};
 use crate::maps::SOCKET_STORE;
+use crate::{
+    capture::maybe_capture,
+    counting::{add, fresh, Direction},
+    publish::{bump, publish_closed},
+    read::read_tuple,
+};
 
 #[inline(always)]
 fn store() -> *mut c_void {
@@ -36,7 +41,9 @@ pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
         }
     }
     // SAFETY: non-null storage of this socket, valid for this program run.
-    add(sk, unsafe { &mut *counters }, bytes, direction);
+    let counters = unsafe { &mut *counters };
+    add(counters, bytes, direction);
+    maybe_capture(sk, bytes, direction.code(), counters);
 }
 
 /// Creates the socket's entry (or finds the one another CPU just created) and returns it.

@@ -1,4 +1,5 @@
-//! flow's kernel programs: one short program per hook, all feeding `counting::count`.
+//! flow's kernel programs: one short program per hook, each asking [`counted`] whether its event
+//! counts and feeding the bytes to its store's `count` (`local` or `hashed`).
 //!
 //! Four rungs of hooks count the same thing; the loader attaches exactly one of them. The two
 //! typed ones keep each socket's counters in socket-local storage (no hash lookup per event):
@@ -19,6 +20,8 @@ mod counting;
 mod hashed;
 mod local;
 mod maps;
+mod publish;
+mod read;
 mod table;
 
 use core::ffi::c_void;
@@ -29,11 +32,27 @@ use aya_ebpf::{
     programs::{
         BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext,
     },
-    EbpfContext,
 };
 use counting::Direction;
 use flow_common::{stat, SockKey, IPPROTO_TCP, MSG_PEEK};
 use maps::INFLIGHT;
+use read::{field, is_tcp};
+
+/// The one decision every counting hook makes: the bytes to count, or `None` for an event that
+/// moved none (`ret <= 0`), a `MSG_PEEK` read (its bytes count when really read), or a socket
+/// that is not TCP.
+#[inline(always)]
+fn counted(tcp: bool, ret: i32, flags: i32) -> Option<u64> {
+    (tcp && ret > 0 && !is_peek(flags)).then_some(ret as u64)
+}
+
+/// Sends pass no flags: `MSG_PEEK` means nothing to them.
+const SEND: i32 = 0;
+
+#[inline(always)]
+fn is_peek(flags: i32) -> bool {
+    flags & MSG_PEEK != 0
+}
 
 // --- rung 1: fexit (socket-local storage) ------------------------------------------------------------------------------
 
@@ -41,10 +60,8 @@ use maps::INFLIGHT;
 /// was queued, so failed and partial sends count what really moved.
 #[fexit(function = "tcp_sendmsg")]
 pub fn flow_tx_fexit(ctx: FExitContext) -> i32 {
-    let sk: SockKey = ctx.arg(0);
-    let ret: i32 = ctx.arg(3);
-    if ret > 0 {
-        local::count(sk, ret as u64, Direction::Tx);
+    if let Some(bytes) = counted(true, ctx.arg(3), SEND) {
+        local::count(ctx.arg(0), bytes, Direction::Tx);
     }
     0
 }
@@ -52,38 +69,21 @@ pub fn flow_tx_fexit(ctx: FExitContext) -> i32 {
 /// `int tcp_recvmsg(struct sock *sk, struct msghdr *msg, size_t len, int flags, int *addr_len)`.
 #[fexit(function = "tcp_recvmsg")]
 pub fn flow_rx_fexit(ctx: FExitContext) -> i32 {
-    let sk: SockKey = ctx.arg(0);
-    let flags: i32 = ctx.arg(3);
-    let ret: i32 = ctx.arg(5);
-    if ret > 0 && flags & MSG_PEEK == 0 {
-        local::count(sk, ret as u64, Direction::Rx);
+    if let Some(bytes) = counted(true, ctx.arg(5), ctx.arg(3)) {
+        local::count(ctx.arg(0), bytes, Direction::Rx);
     }
     0
 }
 
 // --- rung 2: tp_btf on the sock length tracepoints (Linux 6.3+; socket-local storage) -------
 
-/// Byte offset of `sk_protocol` in `struct sock`, from the running kernel's BTF (set by the
-/// loader; read-only data, so the verifier sees a constant and allows the direct load).
-#[unsafe(no_mangle)]
-static FLOW_SK_PROTOCOL_OFFSET: u32 = 0;
-
 /// The raw tracepoint gets `(struct sock *sk, int ret, int flags)`: the protocol the classic
-/// tracepoint records is read from the socket here.
-#[inline(always)]
-fn is_tcp(sk: SockKey) -> bool {
-    // SAFETY: a plain read of a global the loader patched before load.
-    let offset = unsafe { core::ptr::read_volatile(&FLOW_SK_PROTOCOL_OFFSET) } as usize;
-    // SAFETY: `sk` is a typed socket pointer; the verifier checks the field access against BTF.
-    offset != 0 && unsafe { *((sk as *const u8).add(offset) as *const u16) } == IPPROTO_TCP
-}
-
+/// tracepoint records is read from the socket.
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn flow_tx_btf(ctx: BtfTracePointContext) -> i32 {
     let sk: SockKey = ctx.arg(0);
-    let ret: i32 = ctx.arg(1);
-    if ret > 0 && is_tcp(sk) {
-        local::count(sk, ret as u64, Direction::Tx);
+    if let Some(bytes) = counted(is_tcp(sk), ctx.arg(1), SEND) {
+        local::count(sk, bytes, Direction::Tx);
     }
     0
 }
@@ -91,10 +91,8 @@ pub fn flow_tx_btf(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn flow_rx_btf(ctx: BtfTracePointContext) -> i32 {
     let sk: SockKey = ctx.arg(0);
-    let ret: i32 = ctx.arg(1);
-    let flags: i32 = ctx.arg(2);
-    if ret > 0 && flags & MSG_PEEK == 0 && is_tcp(sk) {
-        local::count(sk, ret as u64, Direction::Rx);
+    if let Some(bytes) = counted(is_tcp(sk), ctx.arg(1), ctx.arg(2)) {
+        local::count(sk, bytes, Direction::Rx);
     }
     0
 }
@@ -120,7 +118,8 @@ pub fn flow_rx_kprobe(ctx: ProbeContext) -> u32 {
     let (Some(sk), Some(flags)) = (ctx.arg::<SockKey>(0), ctx.arg::<i32>(3)) else {
         return 0;
     };
-    if flags & MSG_PEEK == 0 {
+    // The return probe cannot see the flags: a peek is never remembered, so never counted.
+    if !is_peek(flags) {
         remember(sk);
     }
     0
@@ -135,8 +134,11 @@ pub fn flow_rx_kretprobe(ctx: RetProbeContext) -> u32 {
 /// A thread is inside at most one of `tcp_sendmsg`/`tcp_recvmsg` at a time, so its id is the key.
 #[inline(always)]
 fn remember(sk: SockKey) {
-    if INFLIGHT.insert(&bpf_get_current_pid_tgid(), &sk, 0).is_err() {
-        counting::bump(stat::INFLIGHT_DROPS);
+    if INFLIGHT
+        .insert(&bpf_get_current_pid_tgid(), &sk, 0)
+        .is_err()
+    {
+        publish::bump(stat::INFLIGHT_DROPS);
     }
 }
 
@@ -148,8 +150,9 @@ fn finish(ret: i32, direction: Direction) {
         return;
     };
     let _ = INFLIGHT.remove(&tid);
-    if ret > 0 {
-        hashed::count(sk, ret as u64, direction);
+    // Peeks were filtered at entry (`flow_rx_kprobe`).
+    if let Some(bytes) = counted(true, ret, SEND) {
+        hashed::count(sk, bytes, direction);
     }
 }
 
@@ -165,7 +168,7 @@ mod sock_length {
 
 #[tracepoint(category = "sock", name = "sock_send_length")]
 pub fn flow_tx_tp(ctx: TracePointContext) -> u32 {
-    if let Some((sk, bytes, _)) = read_length_event(&ctx) {
+    if let Some((sk, bytes)) = read_length_event(&ctx, Direction::Tx) {
         hashed::count(sk, bytes, Direction::Tx);
     }
     0
@@ -173,36 +176,22 @@ pub fn flow_tx_tp(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "sock", name = "sock_recv_length")]
 pub fn flow_rx_tp(ctx: TracePointContext) -> u32 {
-    if let Some((sk, bytes, flags)) = read_length_event(&ctx) {
-        if flags & MSG_PEEK == 0 {
-            hashed::count(sk, bytes, Direction::Rx);
-        }
+    if let Some((sk, bytes)) = read_length_event(&ctx, Direction::Rx) {
+        hashed::count(sk, bytes, Direction::Rx);
     }
     0
 }
 
-/// `(sk, bytes, flags)` of a TCP event that moved bytes; `None` for anything else.
+/// `(sk, bytes)` of an event that counts ([`counted`]); `None` for anything else.
 #[inline(always)]
-fn read_length_event(ctx: &TracePointContext) -> Option<(SockKey, u64, i32)> {
+fn read_length_event(ctx: &TracePointContext, direction: Direction) -> Option<(SockKey, u64)> {
+    let flags = match direction {
+        Direction::Tx => SEND,
+        Direction::Rx => field(ctx, sock_length::FLAGS),
+    };
     let protocol: u16 = field(ctx, sock_length::PROTOCOL);
-    let ret: i32 = field(ctx, sock_length::RET);
-    if protocol != IPPROTO_TCP || ret <= 0 {
-        return None;
-    }
-    Some((
-        field(ctx, sock_length::SK),
-        ret as u64,
-        field(ctx, sock_length::FLAGS),
-    ))
-}
-
-/// Reads a (naturally aligned) field of the tracepoint record directly: the verifier checks the offset against the
-/// record's size, and a direct load costs far less than a `bpf_probe_read` helper call.
-#[inline(always)]
-pub fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
-    // SAFETY: `offset` comes from the tracepoint's format file; the record is kernel memory the
-    // program may read.
-    unsafe { (ctx.as_ptr() as *const u8).add(offset).cast::<T>().read() }
+    let bytes = counted(protocol == IPPROTO_TCP, field(ctx, sock_length::RET), flags)?;
+    Some((field(ctx, sock_length::SK), bytes))
 }
 
 // --- lifecycle and read-out ----------------------------------------------------------------------

@@ -8,8 +8,8 @@ use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_seq_write};
 use flow_common::{SockCounters, SockKey, SockOffsets, SockSeen};
 
 use crate::{
-    counting::{read_kernel, read_tuple, zero_in_place},
     local,
+    read::{read_kernel, read_tuple, zero_in_place},
 };
 
 /// Set by the loader from the kernel's BTF.
@@ -26,7 +26,7 @@ static FLOW_SOCK_OFFSETS: SockOffsets = SockOffsets {
     segs_out: 0,
 };
 
-/// `skc_state` in `struct sock_common` (as stable as the tuple offsets in `counting`).
+/// `skc_state` in `struct sock_common` (as stable as the tuple offsets in `read`).
 const SKC_STATE: usize = 18;
 const TCP_TIME_WAIT: u32 = 6;
 const TCP_LISTEN: u32 = 10;
