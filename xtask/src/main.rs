@@ -4,6 +4,7 @@
 
 mod bench;
 mod build;
+mod install;
 mod packages;
 mod run;
 mod setup;
@@ -53,6 +54,15 @@ enum Command {
     },
     /// Measure overhead, cost per event, scale, churn and start-up; write bench/results/.
     Bench(bench::BenchArgs),
+    /// Build flow in release and install it with man pages, completions and a systemd unit.
+    Install {
+        /// Install under this directory (bin/, share/, lib/systemd/system/).
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+        /// Lay out this already built `flow` instead of building one.
+        #[arg(long)]
+        binary: Option<std::path::PathBuf>,
+    },
     /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run the kernel tests there, per rung.
     VmTest {
         /// Use this kernel object instead of building one (e.g. a deliberately broken one).
@@ -76,6 +86,7 @@ fn main() {
         Command::Run { release, args } => run::run(release, &args),
         Command::Test { args } => test::test(args),
         Command::Bench(args) => bench::run(&args),
+        Command::Install { prefix, binary } => install::install(&prefix, binary.as_deref()),
         Command::VmTest {
             object,
             kernels,

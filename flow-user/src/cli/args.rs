@@ -32,7 +32,7 @@ pub struct Global {
     )]
     pub mode: ModeChoice,
     /// Use this rung of hooks instead of the best one that attaches.
-    #[arg(long, global = true, value_name = "fentry|kprobe|tracepoint")]
+    #[arg(long, global = true, value_name = "fentry|tp_btf|kprobe|tracepoint")]
     pub rung: Option<Rung>,
     /// Capacity of the kernel's per-socket map (least recently used sockets are evicted beyond).
     #[arg(long, global = true, default_value_t = DEFAULT_MAP_ENTRIES, value_parser = clap::value_parser!(u32).range(1..))]
@@ -73,6 +73,10 @@ impl Filters {
     }
 }
 
+// One-line help: clap's summary of a command is the first paragraph of its doc comment with
+// one trailing period removed. Every command's summary is one whole sentence on one line, kept
+// with its period by `verbatim_doc_comment` (tests/cli_help.rs checks `flow --help`); details
+// go in later paragraphs, which only `flow <command> --help` shows.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Live view of the connections using the network, busiest first.
@@ -80,17 +84,44 @@ pub enum Command {
     /// Keys: t, r, s, p sort by total, received, sent, process; space pauses; arrows and
     /// PgUp/PgDn scroll; q, Esc or Ctrl-C quit. Prints plain tables when stdout is not a
     /// terminal.
+    #[command(verbatim_doc_comment)]
     Top(TopArgs),
     /// Prometheus/OpenMetrics exporter: serves `/metrics` over HTTP.
+    #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
     #[command(flatten)]
     List(ListCommand),
+    /// Write the man pages or a shell completion script (`cargo xtask install` runs this).
+    #[command(hide = true, verbatim_doc_comment)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+/// What `flow generate` writes. The pages and scripts come from the same clap definitions as
+/// `--help`, so they cannot drift from it.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Write flow.1 and one page per command (flow-top.1, …) into a directory.
+    #[command(verbatim_doc_comment)]
+    Man {
+        /// Directory for the pages (created when missing).
+        dir: std::path::PathBuf,
+    },
+    /// Print the completion script for a shell on stdout.
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Commands that measure once and print one table or JSON document.
 #[derive(Debug, Subcommand)]
 pub enum ListCommand {
     /// Bandwidth of every connection over one window.
+    #[command(verbatim_doc_comment)]
     Bandwidth {
         /// How long to measure (e.g. 500ms, 1s, 1m).
         #[arg(long, default_value = "1s", value_parser = parse_window)]
@@ -102,41 +133,55 @@ pub enum ListCommand {
         json: bool,
     },
     /// Socket statistics: queues, inode, byte and segment counters.
+    #[command(verbatim_doc_comment)]
     Stats {
         /// Only the socket with this inode (0: all).
         #[arg(long, default_value_t = 0)]
         inode: u64,
         #[command(flatten)]
         filters: Filters,
+        /// One JSON document instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Collect bandwidth samples every interval over a window, then print each connection's.
+    /// Bandwidth samples of every connection, taken every interval over a window.
+    ///
+    /// Measures for the whole window, then prints each connection's samples, oldest first.
+    #[command(verbatim_doc_comment)]
     History {
+        /// How long to collect samples (e.g. 30s, 5m).
         #[arg(long, default_value = "30s", value_parser = parse_window)]
         window: Duration,
+        /// Time between two samples (e.g. 500ms, 1s).
         #[arg(long, default_value = "1s", value_parser = parse_window)]
         interval: Duration,
         #[command(flatten)]
         filters: Filters,
+        /// One JSON document instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// HTTP seen on connections within a window: method, Host and status of the latest exchange
-    /// (eBPF mode with payload capture).
+    /// HTTP seen on connections within a window, latest exchange per connection.
+    ///
+    /// Shows the method, Host and status of each connection's latest exchange. Needs eBPF mode
+    /// with payload capture.
+    #[command(verbatim_doc_comment)]
     Http {
         /// How long to watch (e.g. 5s, 1m).
         #[arg(long, default_value = "5s", value_parser = parse_window)]
         window: Duration,
         #[command(flatten)]
         filters: Filters,
+        /// One JSON document instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Live connections with protocol (and whether payload or port told it) and owner.
+    #[command(verbatim_doc_comment)]
     Connections {
         #[command(flatten)]
         filters: Filters,
+        /// One JSON document instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -175,6 +220,10 @@ pub struct ServeArgs {
     /// A per-process series with no connection seen for this long is removed.
     #[arg(long, default_value = "5m", value_parser = parse_window)]
     pub expire_after: Duration,
+    /// TLS and basic auth from a Prometheus exporter-toolkit web config (the YAML file
+    /// node_exporter's --web.config.file takes: tls_server_config, basic_auth_users).
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub filters: Filters,
 }

@@ -21,6 +21,7 @@ pub fn run(cli: Cli, interrupt: Interrupt) -> Result<()> {
     match cli.command {
         Command::Top(args) => top::run(&args, options, &interrupt),
         Command::Serve(args) => serve::run(&args, options, &interrupt),
+        Command::Generate { what } => super::generate::run(&what),
         Command::List(command) => {
             let mut monitor = open_monitor(&options, &interrupt)?;
             listing::run(command, &mut monitor)

@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod generate;
 mod interrupt;
 mod listing;
 mod output;

@@ -1,0 +1,31 @@
+//! `flow generate` (hidden): man pages and shell completions from the clap definitions.
+//!
+//! Why a hidden command in `flow` rather than code in xtask: the definitions live in the
+//! `flow_user` crate, whose build script needs the kernel object, so xtask depending on it would
+//! drag the eBPF build into every xtask build. `cargo xtask install` instead runs this command
+//! on the binary it has just built, so the pages and scripts describe exactly that binary.
+
+use std::{fs, io::Write};
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+
+use super::args::{Cli, Generate};
+
+pub fn run(what: &Generate) -> Result<()> {
+    match what {
+        Generate::Man { dir } => {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))
+        }
+        Generate::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "flow", &mut script);
+            std::io::stdout()
+                .lock()
+                .write_all(&script)
+                .context("cannot write the completion script")
+        }
+    }
+}
