@@ -110,6 +110,10 @@ fn install_lays_out_binary_pages_completions_and_a_valid_unit() {
         for word in ["bandwidth", "history", "rung", "window"] {
             assert!(text.contains(word), "{path} does not complete `{word}`");
         }
+        assert!(
+            !text.contains("generate"),
+            "{path} completes the hidden `generate`"
+        );
     }
 
     // The unit starts this prefix's binary, and systemd accepts it (the ExecStart binary must

@@ -21,11 +21,32 @@ pub fn run(what: &Generate) -> Result<()> {
         }
         Generate::Completions { shell } => {
             let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "flow", &mut script);
+            clap_complete::generate(*shell, &mut visible(Cli::command()), "flow", &mut script);
             std::io::stdout()
                 .lock()
                 .write_all(&script)
                 .context("cannot write the completion script")
         }
     }
+}
+
+/// `command` without its hidden subcommands: the shells' generators list hidden ones too, and
+/// `flow generate` is for the installer, not for tab completion. Global options still reach
+/// every subcommand (they propagate when the copy is built).
+fn visible(command: clap::Command) -> clap::Command {
+    let mut copy = clap::Command::new("flow")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(command.get_arguments().cloned())
+        .subcommands(
+            command
+                .get_subcommands()
+                .filter(|sub| !sub.is_hide_set())
+                .cloned(),
+        )
+        .subcommand_required(command.is_subcommand_required_set())
+        .propagate_version(command.is_propagate_version_set());
+    if let Some(about) = command.get_about() {
+        copy = copy.about(about.clone());
+    }
+    copy
 }
