@@ -1,19 +1,13 @@
-//! Dispatch: build the monitor options from the global flags and hand each command its own.
-
-use std::time::Duration;
+//! Dispatch: hand each command the monitor options built from the global flags.
 
 use anyhow::Result;
 
 use super::{
-    args::{Cli, Command, Global},
+    args::{Cli, Command},
     interrupt::Interrupt,
-    listing, serve, top,
-};
-use crate::{
-    ebpf::LoadOptions,
-    model::ConnectionBandwidth,
-    monitor::{Monitor, MonitorOptions},
-    tracker::HistoryLimits,
+    listing, serve,
+    session::{monitor_options, open_monitor},
+    top,
 };
 
 pub fn run(cli: Cli, interrupt: Interrupt) -> Result<()> {
@@ -26,89 +20,5 @@ pub fn run(cli: Cli, interrupt: Interrupt) -> Result<()> {
             let mut monitor = open_monitor(&options, &interrupt)?;
             listing::run(command, &mut monitor)
         }
-    }
-}
-
-fn monitor_options(global: &Global) -> MonitorOptions {
-    MonitorOptions {
-        mode: global.mode,
-        load: LoadOptions {
-            map_entries: global.map_entries,
-            rung: global.rung,
-            payload_bytes: if global.no_payload {
-                0
-            } else {
-                global.payload_bytes
-            },
-        },
-        kernel_log: global.verbose > 0,
-        ..MonitorOptions::default()
-    }
-}
-
-/// Opens the monitor, says on stderr which mode it took, and makes its waits end on a signal.
-pub(super) fn open_monitor(options: &MonitorOptions, interrupt: &Interrupt) -> Result<Monitor> {
-    let mut monitor = Monitor::open(options)?;
-    eprintln!("flow: {}", monitor.describe());
-    let sleeper = interrupt.clone();
-    monitor.set_sleeper(Box::new(move |d| sleeper.sleep(d)));
-    Ok(monitor)
-}
-
-/// History bounds for a command that only needs the last `samples` samples at `interval`: the
-/// tracker then holds a few samples per connection instead of ten minutes' worth.
-pub(super) fn short_history(samples: usize, interval: Duration) -> HistoryLimits {
-    HistoryLimits {
-        per_connection: samples.max(1),
-        retention: interval.saturating_mul(samples as u32 + 2),
-        ..HistoryLimits::default()
-    }
-}
-
-/// Busiest first; ties in address order so the table does not jitter.
-pub(super) fn sort_by_rate(rows: &mut [ConnectionBandwidth]) {
-    rows.sort_by(|a, b| {
-        b.bytes_per_second
-            .cmp(&a.bytes_per_second)
-            .then_with(|| a.connection.local.cmp(&b.connection.local))
-    });
-}
-
-/// Nothing is lost silently: what the kernel or the tracker dropped, in words (empty: nothing).
-pub(super) fn losses(monitor: &Monitor) -> Vec<String> {
-    let health = monitor.health();
-    let mut losses = Vec::new();
-    if health.evictions > 0 {
-        losses.push(format!(
-            "{} sockets evicted from a full map of {} (raise --map-entries)",
-            health.evictions, health.map_capacity
-        ));
-    }
-    if health.close_drops > 0 {
-        losses.push(format!("{} close events lost", health.close_drops));
-    }
-    if health.insert_failures > 0 {
-        losses.push(format!("{} sockets not tracked", health.insert_failures));
-    }
-    if health.malformed_lines > 0 {
-        losses.push(format!(
-            "{} malformed /proc/net/tcp lines skipped",
-            health.malformed_lines
-        ));
-    }
-    let dropped = monitor.tracker().dropped_samples();
-    if dropped > 0 {
-        losses.push(format!(
-            "{dropped} history samples dropped (bounds reached)"
-        ));
-    }
-    losses
-}
-
-/// Says on stderr what was lost, if anything.
-pub(super) fn report_losses(monitor: &Monitor) {
-    let losses = losses(monitor);
-    if !losses.is_empty() {
-        eprintln!("flow: warning: {}", losses.join("; "));
     }
 }

@@ -4,8 +4,8 @@ use anyhow::{bail, Result};
 
 use super::{
     args::ListCommand,
-    commands::{report_losses, sort_by_rate},
     output::{self, Table},
+    session::{report_losses, sort_by_rate},
 };
 use crate::{model::ConnectionBandwidth, monitor::Monitor};
 

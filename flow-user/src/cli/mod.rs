@@ -7,6 +7,7 @@ mod interrupt;
 mod listing;
 mod output;
 mod serve;
+mod session;
 mod top;
 
 pub use args::Cli;

@@ -1,10 +1,16 @@
 //! The kernel program: loading it up the attach ladder, and reading what it counted.
+mod attach;
 mod batch;
 mod events;
+mod host;
 mod kernel_btf;
+mod load_errors;
 mod loader;
 mod reader;
+mod rungs;
 
 pub use events::{KernelEvents, PayloadSeen};
-pub use loader::{KernelProgram, LoadOptions, Refusal, Rung, Store};
+pub use load_errors::Refusal;
+pub use loader::{KernelProgram, LoadOptions};
 pub use reader::{tuple_addrs, KernelStats, TableRow};
+pub use rungs::{Rung, Store};

@@ -14,8 +14,8 @@ use prometheus_client::registry::Registry;
 use self::{health::HealthMetrics, http::Server, traffic::Traffic};
 use super::{
     args::ServeArgs,
-    commands::{open_monitor, short_history},
     interrupt::{Interrupt, Interrupted},
+    session::{open_monitor, short_history},
 };
 use crate::monitor::{Monitor, MonitorOptions};
 

@@ -22,9 +22,9 @@ use self::{
 };
 use super::{
     args::{Filters, TopArgs},
-    commands::{open_monitor, short_history},
     interrupt::{Interrupt, Interrupted},
     output,
+    session::{open_monitor, short_history},
 };
 use crate::{
     model::ConnectionBandwidth,
