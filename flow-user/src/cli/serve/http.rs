@@ -3,8 +3,14 @@
 
 use std::{
     convert::Infallible,
+    io,
     net::{SocketAddr, TcpListener},
-    sync::Arc,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context as TaskContext, Poll},
     thread::JoinHandle,
     time::Duration,
 };
@@ -13,26 +19,40 @@ use anyhow::{Context, Result};
 use http_body_util::Full;
 use hyper::{
     body::{Bytes, Incoming},
-    header::{HeaderValue, ACCEPT, CONTENT_TYPE},
+    header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE},
     server::conn::http1,
     service::service_fn,
     Method, Request, Response, StatusCode,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::sync::{Notify, Semaphore};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::Notify,
+    time::Instant,
+};
+use tokio_rustls::TlsAcceptor;
 
-use super::format;
+use super::{format, web_config::WebConfig};
 
-/// Scrapes served at once; more wait in the kernel's accept queue.
-const MAX_CLIENTS: usize = 32;
-/// A client that has not sent its request headers by then is dropped.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has not finished its TLS handshake, or sent a request's headers, by then is
+/// dropped; the same bound closes a kept-alive connection that sends no next request. Every
+/// connection has its own task and there is no cap on them, so a slow or stuck client costs a
+/// descriptor and a few KiB for this long, and never a scrape's turn.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection on which no byte moved either way for this long is dropped (a client that asked
+/// and then stopped reading the answer).
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Binds `address` (`host:port`); the one error a person sees when it is taken or not theirs.
 pub fn bind(address: &str) -> Result<TcpListener> {
     let listener =
         TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
+    // std listens with a backlog of 128: a burst of connections beyond it has SYNs dropped, and a
+    // scrape whose SYN is dropped waits a second for the retransmit. Listening again on Linux
+    // only raises the backlog (the kernel caps it at net.core.somaxconn).
+    // SAFETY: listen(2) on a descriptor the listener owns.
+    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 4096) };
     listener
         .set_nonblocking(true)
         .with_context(|| format!("cannot listen on {address}"))?;
@@ -45,8 +65,14 @@ pub struct Server {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What every connection's task needs.
+struct Site {
+    registry: Arc<Registry>,
+    web: WebConfig,
+}
+
 impl Server {
-    pub fn start(listener: TcpListener, registry: Arc<Registry>) -> Result<Server> {
+    pub fn start(listener: TcpListener, registry: Arc<Registry>, web: WebConfig) -> Result<Server> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -54,9 +80,10 @@ impl Server {
             .context("cannot start the HTTP runtime")?;
         let stop = Arc::new(Notify::new());
         let stopped = Arc::clone(&stop);
+        let site = Arc::new(Site { registry, web });
         let thread = std::thread::Builder::new()
             .name("flow-http".into())
-            .spawn(move || runtime.block_on(accept(listener, registry, stopped)))
+            .spawn(move || runtime.block_on(accept(listener, site, stopped)))
             .context("cannot start the HTTP thread")?;
         Ok(Server {
             stop,
@@ -82,7 +109,9 @@ impl Drop for Server {
     }
 }
 
-async fn accept(listener: TcpListener, registry: Arc<Registry>, stop: Arc<Notify>) {
+/// Accepts and hands each connection to a task of its own at once: nothing here waits on a
+/// client, so a scrape is accepted however many others are slow or stuck.
+async fn accept(listener: TcpListener, site: Arc<Site>, stop: Arc<Notify>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(err) => {
@@ -90,7 +119,7 @@ async fn accept(listener: TcpListener, registry: Arc<Registry>, stop: Arc<Notify
             return;
         }
     };
-    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let tls = site.web.tls.clone().map(TlsAcceptor::from);
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.notified() => return,
@@ -104,35 +133,167 @@ async fn accept(listener: TcpListener, registry: Arc<Registry>, stop: Arc<Notify
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&clients).acquire_owned().await else {
-            return;
-        };
-        let registry = Arc::clone(&registry);
+        let site = Arc::clone(&site);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| respond(request, Arc::clone(&registry)));
-            let served = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(err) = served {
-                log::debug!("{peer}: {err}");
+            let Some(acceptor) = tls else {
+                return serve(stream, site, peer).await;
+            };
+            match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve(stream, site, peer).await,
+                // Plain HTTP to the TLS listener ends here too: the connection is closed.
+                Ok(Err(err)) => log::debug!("{peer}: TLS handshake: {err}"),
+                Err(_) => log::debug!("{peer}: TLS handshake timed out"),
             }
-            drop(permit);
         });
     }
 }
 
+/// Serves one connection until it closes, times out waiting for headers, or stalls.
+async fn serve<S>(stream: S, site: Arc<Site>, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let moved = Arc::new(Moved::new());
+    let io = Watched {
+        inner: stream,
+        moved: Arc::clone(&moved),
+    };
+    let service = service_fn(move |request| respond(request, Arc::clone(&site)));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        served = connection => {
+            if let Err(err) = served {
+                log::debug!("{peer}: {err}");
+            }
+        }
+        () = moved.stalled(STALL_TIMEOUT) => log::debug!("{peer}: stalled, dropped"),
+    }
+}
+
+/// When a byte last moved on a connection, in milliseconds since it was accepted.
+struct Moved {
+    start: Instant,
+    last: AtomicU64,
+}
+
+impl Moved {
+    fn new() -> Moved {
+        Moved {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// Returns once nothing has moved for `limit`.
+    async fn stalled(&self, limit: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let due = last + limit;
+            if Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// A stream that notes in [`Moved`] every read or write that moved bytes.
+struct Watched<S> {
+    inner: S,
+    moved: Arc<Moved>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Asks for the password first where the web config has users, then answers.
 async fn respond(
     request: Request<Incoming>,
-    registry: Arc<Registry>,
+    site: Arc<Site>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = match &site.web.auth {
+        Some(auth) if !auth.allows(request.headers().get(AUTHORIZATION)).await => {
+            let mut response = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"flow\""),
+            );
+            response
+        }
+        _ => answer(&request, &site.registry),
+    };
+    for (name, value) in &site.web.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    Ok(response)
+}
+
+fn answer(request: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
     let get = matches!(*request.method(), Method::GET | Method::HEAD);
-    let response = match request.uri().path() {
+    match request.uri().path() {
         "/metrics" if get => {
             let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
             let mut body = String::new();
-            match prometheus_client::encoding::text::encode(&mut body, &registry) {
+            match prometheus_client::encoding::text::encode(&mut body, registry) {
                 Ok(()) if format::wants_openmetrics(accept) => {
                     typed(StatusCode::OK, body, format::OPENMETRICS)
                 }
@@ -147,8 +308,7 @@ async fn respond(
         "/" if get => plain(StatusCode::OK, "flow exporter: metrics at /metrics\n"),
         "/metrics" | "/" => plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n"),
         _ => plain(StatusCode::NOT_FOUND, "not found: metrics at /metrics\n"),
-    };
-    Ok(response)
+    }
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -167,4 +327,26 @@ fn typed(status: StatusCode, body: String, content_type: &'static str) -> Respon
 /// The address actually bound (port 0 asks the kernel for one).
 pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
     listener.local_addr().ok()
+}
+
+/// Each waiting client holds a descriptor: the soft limit (often 1024) is raised to the hard one
+/// so that a crowd of idle clients does not leave the exporter unable to accept a scrape.
+pub fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::debug!(
+                    "cannot raise the descriptor limit: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+    }
 }

@@ -5,13 +5,14 @@ mod format;
 mod health;
 mod http;
 mod traffic;
+mod web_config;
 
 use std::{sync::Arc, time::Instant};
 
 use anyhow::Result;
 use prometheus_client::registry::Registry;
 
-use self::{health::HealthMetrics, http::Server, traffic::Traffic};
+use self::{health::HealthMetrics, http::Server, traffic::Traffic, web_config::WebConfig};
 use super::{
     args::ServeArgs,
     interrupt::{Interrupt, Interrupted},
@@ -20,7 +21,14 @@ use super::{
 use crate::monitor::{Monitor, MonitorOptions};
 
 pub fn run(args: &ServeArgs, mut options: MonitorOptions, interrupt: &Interrupt) -> Result<()> {
-    // Bound first: a taken port fails before the kernel program is loaded.
+    // Checked and bound first: a bad web config or a taken port fails before the kernel
+    // program is loaded.
+    let web = match &args.web_config {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::none(),
+    };
+    let scheme = web.scheme();
+    http::raise_descriptor_limit();
     let listener = http::bind(&args.listen)?;
     let address = http::local_addr(&listener);
     // The exporter keeps no history: one sample per connection is the least the tracker holds.
@@ -34,9 +42,9 @@ pub fn run(args: &ServeArgs, mut options: MonitorOptions, interrupt: &Interrupt)
         .then(|| usize::try_from(args.max_series).unwrap_or(usize::MAX));
     let mut traffic = Traffic::register(&mut registry, max_connections, args.expire_after);
     let mut health = HealthMetrics::register(&mut registry, monitor.health());
-    let server = Server::start(listener, Arc::new(registry))?;
+    let server = Server::start(listener, Arc::new(registry), web)?;
     if let Some(address) = address {
-        eprintln!("flow: serving http://{address}/metrics");
+        eprintln!("flow: serving {scheme}://{address}/metrics");
     }
 
     let result = measure(&mut monitor, args, interrupt, &mut traffic, &mut health);
