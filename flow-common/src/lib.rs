@@ -57,10 +57,21 @@ pub struct SockCounters {
     pub tuple: SockTuple,
     /// Payload capture state (`capture::*` bits), kept by the kernel program.
     pub capture: u32,
-    pub _pad: u32,
+    /// [`entry_flags`] bits (typed rungs).
+    pub flags: u32,
     /// The kernel's socket cookie, unique per socket for the boot: what tells this socket from
     /// a later one on the same 4-tuple. Set by the typed rungs; 0 on the others.
     pub cookie: u64,
+    /// `jiffies64` of the socket's last TCP state change while it had an entry (typed rungs;
+    /// 0 until one happens). With `last_jiffies`, what the incremental read compares.
+    pub state_jiffies: u64,
+}
+
+/// Bits of [`SockCounters::flags`].
+pub mod entry_flags {
+    /// The socket entered `TCP_CLOSE` and its counters were published then (a first close
+    /// event); the final one follows when the socket is destroyed.
+    pub const CLOSE_PUBLISHED: u32 = 1;
 }
 
 /// Bits of [`SockCounters::capture`].
@@ -95,7 +106,17 @@ pub struct PayloadEvent {
     pub data: [u8; PAYLOAD_MAX],
 }
 
-/// Sent through the ring buffer when a socket is destroyed: its final counters.
+/// Sent through the ring buffer when a socket closes: its counters, cumulative since the entry
+/// was created.
+///
+/// On the typed rungs a socket normally yields TWO close events: one when it enters
+/// `TCP_CLOSE` (`inet_sock_set_state`; the entry stays and gets
+/// [`entry_flags::CLOSE_PUBLISHED`]) and the final one when it is destroyed
+/// (`tcp_destroy_sock`; the entry is deleted). Bytes can still be read after `TCP_CLOSE` (e.g.
+/// after a half-close), so the later event's counters are ≥ the earlier's: keep the larger per
+/// socket `cookie`. Two publish points exist because a raw tracepoint program is skipped when it
+/// would nest on its own CPU (`recursion_misses`): only a socket whose two programs both miss
+/// loses its final counters. The untyped rungs send one event, at destroy.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockClosed {
@@ -127,8 +148,28 @@ pub struct SockSeen {
     pub segs_in: u32,
     /// 1 when the socket's entry follows this record.
     pub has_counters: u32,
-    pub _pad: u32,
+    /// Inode number of the socket's network namespace (what `stat -L -c %i
+    /// /proc/<pid>/ns/net` prints); 0 if it could not be read.
+    pub netns: u32,
     pub tuple: SockTuple,
+}
+
+/// Written by the socket-local storage iterator (`iter/bpf_sk_storage_map`) around its rows;
+/// told apart from a row because a row starts with a kernel address, never 1 or 2.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadMark {
+    /// [`read_mark::START`] or [`read_mark::END`].
+    pub kind: u64,
+    /// START: `jiffies64` when the read started (the next read's `since`); END: the number of
+    /// entries the program visited.
+    pub value: u64,
+}
+
+/// Kinds of [`ReadMark`].
+pub mod read_mark {
+    pub const START: u64 = 1;
+    pub const END: u64 = 2;
 }
 
 /// Byte offsets into this kernel's structures, from its BTF, for the socket iterator (Rust
@@ -149,6 +190,12 @@ pub struct SockOffsets {
     pub snd_una: u32,
     pub segs_in: u32,
     pub segs_out: u32,
+    /// `struct sock`: `sk_uid` (a `kuid_t`), for the storage iterator, whose context has none.
+    pub sk_uid: u32,
+    /// `struct sock` → `__sk_common.skc_net.net` (a `struct net *`).
+    pub sk_net: u32,
+    /// `struct net` → `ns.inum`.
+    pub net_inum: u32,
 }
 
 /// Indexes into the kernel program's statistics array (`FLOW_STATS`).
@@ -165,7 +212,10 @@ pub mod stat {
     pub const INFLIGHT_DROPS: u32 = 4;
     /// Payload prefixes lost because the ring buffer was full.
     pub const PAYLOAD_DROPS: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// Typed rungs: close events published when a socket entered `TCP_CLOSE` (the first of its
+    /// two; not counted in `CLOSES`, and a drop of one is not counted in `CLOSE_DROPS`).
+    pub const STATE_CLOSES: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// Names of maps in the object file (also what `bpftool map show` prints).
@@ -177,12 +227,26 @@ pub mod maps {
     pub const PAYLOADS: &str = "FLOW_PAYLOADS";
     /// Socket-local storage (`BPF_MAP_TYPE_SK_STORAGE`) of the fentry and tp_btf rungs.
     pub const SOCKET_STORE: &str = "FLOW_SK_STORE";
+    /// One `u64`: the `jiffies64` tick since which the storage iterator writes entries (the
+    /// previous read's start; 0: all).
+    pub const READ_SINCE: &str = "FLOW_READ_SINCE";
 }
 
 /// Names of programs userspace refers to outside the attach ladder.
 pub mod programs {
     /// `iter/tcp`: writes a [`super::SockSeen`] for every TCP socket.
     pub const SOCKET_ITER: &str = "flow_socket_iter";
+    /// `iter/bpf_sk_storage_map`: writes a [`super::SockSeen`] and the entry of every socket in
+    /// socket-local storage (every network namespace) changed since `READ_SINCE`, between a
+    /// START and an END [`super::ReadMark`].
+    pub const STORE_ITER: &str = "flow_store_iter";
+    /// `iter/tcp`: the incremental read where the kernel refuses `STORE_ITER` (the reader's
+    /// network namespace only).
+    pub const TCP_DELTA_ITER: &str = "flow_tcp_delta";
+    /// tp_btf `inet_sock_set_state`: stamps `state_jiffies`, publishes at `TCP_CLOSE`.
+    pub const STATE: &str = "flow_state_btf";
+    /// tp_btf `tcp_destroy_sock` (typed rungs): deletes the entry, publishes the final counters.
+    pub const DESTROY: &str = "flow_destroy_btf";
 }
 
 /// Read-only globals the loader sets.
@@ -218,6 +282,7 @@ mod pod {
     unsafe impl aya::Pod for super::PayloadEvent {}
     unsafe impl aya::Pod for super::SockSeen {}
     unsafe impl aya::Pod for super::SockOffsets {}
+    unsafe impl aya::Pod for super::ReadMark {}
 }
 
 #[cfg(test)]
@@ -229,10 +294,14 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<SockTuple>(), 40);
-        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8 + 8);
+        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8 + 8 + 8);
+        assert_eq!(core::mem::offset_of!(SockCounters, flags), 124);
+        assert_eq!(core::mem::offset_of!(SockCounters, state_jiffies), 136);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
         assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
         assert_eq!(size_of::<SockSeen>(), 56 + 40);
-        assert_eq!(size_of::<SockOffsets>(), 36);
+        assert_eq!(core::mem::offset_of!(SockSeen, netns), 52);
+        assert_eq!(size_of::<SockOffsets>(), 48);
+        assert_eq!(size_of::<ReadMark>(), 16);
     }
 }

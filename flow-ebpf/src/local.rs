@@ -7,15 +7,17 @@ use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
-    helpers::generated::{bpf_get_socket_cookie, bpf_sk_storage_delete, bpf_sk_storage_get},
+    helpers::generated::{
+        bpf_get_socket_cookie, bpf_jiffies64, bpf_sk_storage_delete, bpf_sk_storage_get,
+    },
 };
-use flow_common::{stat, SockCounters, SockKey};
+use flow_common::{entry_flags, stat, SockCounters, SockKey};
 
 use crate::maps::SOCKET_STORE;
 use crate::{
     capture::maybe_capture,
     counting::{add, fresh, Direction},
-    publish::{bump, publish_closed},
+    publish::{bump, publish_closed, publish_state_closed},
     read::read_tuple,
 };
 
@@ -89,5 +91,29 @@ pub fn close(sk: SockKey) {
     // SAFETY: as in `entry`.
     if unsafe { bpf_sk_storage_delete(store(), sk as *mut c_void) } == 0 {
         publish_closed(sk, &last);
+    }
+}
+
+/// `TCP_CLOSE` in `enum tcp_state`.
+const TCP_CLOSE: i32 = 7;
+
+/// The socket changed TCP state: stamp its entry (the incremental read reports it), and on
+/// `TCP_CLOSE` publish its counters now, keeping the entry. This first close event survives a
+/// recursion miss of the destroy program, which still deletes the entry and publishes the final
+/// counters (bytes can be read after `TCP_CLOSE`, e.g. after a half-close).
+#[inline(always)]
+pub fn state_changed(sk: SockKey, new_state: i32) {
+    let counters = entry(sk);
+    if counters.is_null() {
+        return;
+    }
+    // SAFETY: non-null storage of this socket, valid for this program run.
+    let counters = unsafe { &mut *counters };
+    // SAFETY: reads the tick counter.
+    counters.state_jiffies = unsafe { bpf_jiffies64() };
+    if new_state == TCP_CLOSE {
+        // Only this program writes `flags`: a plain store is enough.
+        counters.flags |= entry_flags::CLOSE_PUBLISHED;
+        publish_state_closed(sk, counters);
     }
 }

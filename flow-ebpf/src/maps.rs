@@ -20,6 +20,11 @@ pub static SOCKETS: LruHashMap<SockKey, SockCounters> =
 #[btf_map(name = "FLOW_SK_STORE")]
 pub static SOCKET_STORE: SkStorage<SockCounters> = SkStorage::new();
 
+/// The tick since which the storage iterator writes entries: the previous read's START tick,
+/// written by userspace before each read (0: every entry).
+#[map(name = "FLOW_READ_SINCE")]
+pub static READ_SINCE: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Final counters of destroyed sockets, so a connection that lives between two polls still counts.
 #[map(name = "FLOW_CLOSED")]
 pub static CLOSED: RingBuf = RingBuf::with_byte_size(CLOSED_RING_BYTES, 0);

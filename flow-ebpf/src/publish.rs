@@ -15,6 +15,22 @@ use crate::maps::{CLOSED, STATS};
 #[inline(always)]
 pub fn publish_closed(sk: SockKey, counters: &SockCounters) {
     bump(stat::CLOSES);
+    if !send_closed(sk, counters) {
+        bump(stat::CLOSE_DROPS);
+    }
+}
+
+/// Typed rungs: hands the counters of a socket that just entered `TCP_CLOSE` to userspace
+/// while its entry stays (the final event follows at destroy). A first close event that does
+/// not fit is no loss while the final one does, so it is not counted as a drop.
+#[inline(always)]
+pub fn publish_state_closed(sk: SockKey, counters: &SockCounters) {
+    bump(stat::STATE_CLOSES);
+    send_closed(sk, counters);
+}
+
+#[inline(always)]
+fn send_closed(sk: SockKey, counters: &SockCounters) -> bool {
     match CLOSED.reserve::<SockClosed>(0) {
         Some(mut slot) => {
             slot.write(SockClosed {
@@ -22,8 +38,9 @@ pub fn publish_closed(sk: SockKey, counters: &SockCounters) {
                 counters: *counters,
             });
             slot.submit(wakeup_flags(&CLOSED, CLOSED_RING_BYTES));
+            true
         }
-        None => bump(stat::CLOSE_DROPS),
+        None => false,
     }
 }
 

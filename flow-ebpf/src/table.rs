@@ -1,14 +1,17 @@
 //! The socket table, read out by userspace through the `iter/tcp` program (socket-local
 //! storage rungs): for each TCP socket, what `/proc/net/tcp` and sock_diag would say, plus its
-//! entry. Not a hot path: it runs once per socket per poll.
+//! entry. Not a hot path: it runs once per socket per poll. The same rows, for entries changed
+//! since the previous read only, come from the `iter/bpf_sk_storage_map` program
+//! ([`write_stored`]), which walks the storage itself: every namespace, no entry-less socket.
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_seq_write};
-use flow_common::{SockCounters, SockKey, SockOffsets, SockSeen};
+use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_jiffies64, bpf_seq_write};
+use flow_common::{read_mark, ReadMark, SockCounters, SockKey, SockOffsets, SockSeen};
 
 use crate::{
     local,
+    maps::READ_SINCE,
     read::{read_kernel, read_tuple, zero_in_place},
 };
 
@@ -24,6 +27,9 @@ static FLOW_SOCK_OFFSETS: SockOffsets = SockOffsets {
     snd_una: 0,
     segs_in: 0,
     segs_out: 0,
+    sk_uid: 0,
+    sk_net: 0,
+    net_inum: 0,
 };
 
 /// `skc_state` in `struct sock_common` (as stable as the tuple offsets in `read`).
@@ -40,21 +46,14 @@ macro_rules! offset {
     };
 }
 
-/// Called by the iterator for each socket: writes its [`SockSeen`] to `seq`, followed by its
-/// entry when it has one (`has_counters`), copied by the helper straight from the storage.
+/// Called by the `iter/tcp` program for each socket: writes its [`SockSeen`] to `seq`, followed
+/// by its entry when it has one (`has_counters`), copied by the helper straight from the storage.
 #[inline(always)]
 pub fn write_socket(seq: *mut c_void, sk: SockKey, uid: u32) {
     let mut record = core::mem::MaybeUninit::<SockSeen>::uninit();
     let seen = zero_in_place(&mut record);
-    seen.sock = sk;
     seen.uid = uid;
-    let mut state = 0u8;
-    read_kernel(&mut state, sk, SKC_STATE);
-    seen.state = u32::from(state);
-    // SAFETY: `sk` is the iterator's socket.
-    unsafe { read_tuple(sk, &mut seen.tuple) };
-    // SAFETY: the helper takes the typed socket and gives a cookie to one that has none.
-    seen.cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
+    fill(sk, seen);
     // TIME_WAIT and request sockets are a `sock_common` only: no file, queues or counters.
     let mut counters: *mut SockCounters = core::ptr::null_mut();
     if seen.state != TCP_TIME_WAIT && seen.state != TCP_NEW_SYN_RECV {
@@ -62,8 +61,116 @@ pub fn write_socket(seq: *mut c_void, sk: SockKey, uid: u32) {
         counters = local::entry(sk);
         seen.has_counters = u32::from(!counters.is_null());
     }
-    // One object per socket: if the second write overflows the seq_file buffer, the kernel
-    // drops both and runs this socket again into the next buffer.
+    write_row(seq, seen, counters);
+}
+
+/// Called by the `iter/bpf_sk_storage_map` program for each entry of the socket storage (`sk`
+/// and `entry` non-null), and once more at the end with both null. `seq_num` is the number of
+/// entries visited before this call in this read: 0 opens the read with a START mark carrying
+/// the tick it started at; the end call closes it with an END mark carrying the count. Only
+/// entries whose last byte or state change is at or after `READ_SINCE` (the previous read's
+/// START tick) are written: "at", because an update in that very tick may have come after the
+/// previous read visited the entry (it then comes twice, which cumulative counters allow).
+#[inline(always)]
+pub fn write_stored(seq: *mut c_void, seq_num: u64, sk: SockKey, entry: *const SockCounters) {
+    if seq_num == 0 {
+        // SAFETY: reads the tick counter.
+        mark(seq, read_mark::START, unsafe { bpf_jiffies64() });
+    }
+    if sk == 0 {
+        mark(seq, read_mark::END, seq_num);
+        return;
+    }
+    if entry.is_null() {
+        return;
+    }
+    let since = READ_SINCE.get(0).copied().unwrap_or(0);
+    // SAFETY: the entry is the iterator's map value, readable for its whole size.
+    let (last, state) = unsafe { ((*entry).last_jiffies, (*entry).state_jiffies) };
+    if last < since && state < since {
+        return;
+    }
+    let mut record = core::mem::MaybeUninit::<SockSeen>::uninit();
+    let seen = zero_in_place(&mut record);
+    read_kernel(&mut seen.uid, sk, offset!(sk_uid) as usize);
+    fill(sk, seen);
+    // Storage hangs only off full sockets.
+    full_socket(sk, seen);
+    seen.has_counters = 1;
+    write_row(seq, seen, entry);
+}
+
+/// The same read as [`write_stored`] for kernels that refuse map-element iterators (this
+/// project's hosts answer EPERM): called by an `iter/tcp` program for each TCP socket of the
+/// reader's network namespace (only), and once more at the end with `sk` null. Writes the same
+/// marks, and the same rows for the sockets whose entry changed since `READ_SINCE`.
+#[inline(always)]
+pub fn write_changed_tcp(seq: *mut c_void, seq_num: u64, sk: SockKey, uid: u32) {
+    if seq_num == 0 {
+        // SAFETY: reads the tick counter.
+        mark(seq, read_mark::START, unsafe { bpf_jiffies64() });
+    }
+    if sk == 0 {
+        mark(seq, read_mark::END, seq_num);
+        return;
+    }
+    let mut state = 0u8;
+    read_kernel(&mut state, sk, SKC_STATE);
+    if u32::from(state) == TCP_TIME_WAIT || u32::from(state) == TCP_NEW_SYN_RECV {
+        return;
+    }
+    let entry = local::entry(sk);
+    if entry.is_null() {
+        return;
+    }
+    let since = READ_SINCE.get(0).copied().unwrap_or(0);
+    // SAFETY: non-null storage of this socket.
+    let (last, state) = unsafe { ((*entry).last_jiffies, (*entry).state_jiffies) };
+    if last < since && state < since {
+        return;
+    }
+    let mut record = core::mem::MaybeUninit::<SockSeen>::uninit();
+    let seen = zero_in_place(&mut record);
+    seen.uid = uid;
+    fill(sk, seen);
+    full_socket(sk, seen);
+    seen.has_counters = 1;
+    write_row(seq, seen, entry);
+}
+
+#[inline(always)]
+fn mark(seq: *mut c_void, kind: u64, value: u64) {
+    let record = ReadMark { kind, value };
+    // SAFETY: `seq` is the iterator's seq_file; the record is on the stack.
+    unsafe {
+        bpf_seq_write(
+            seq.cast(),
+            core::ptr::from_ref(&record).cast(),
+            core::mem::size_of::<ReadMark>() as u32,
+        )
+    };
+}
+
+/// What every socket has, full or not: address, state, tuple, cookie, network namespace.
+#[inline(always)]
+fn fill(sk: SockKey, seen: &mut SockSeen) {
+    seen.sock = sk;
+    let mut state = 0u8;
+    read_kernel(&mut state, sk, SKC_STATE);
+    seen.state = u32::from(state);
+    // SAFETY: `sk` is the iterator's socket.
+    unsafe { read_tuple(sk, &mut seen.tuple) };
+    // SAFETY: the helper takes the typed socket and gives a cookie to one that has none.
+    seen.cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
+    let mut net = 0u64;
+    read_kernel(&mut net, sk, offset!(sk_net) as usize);
+    read_kernel(&mut seen.netns, net, offset!(net_inum) as usize);
+}
+
+/// One object per socket: if the second write overflows the seq_file buffer, the kernel drops
+/// both and runs this socket again into the next buffer.
+#[inline(always)]
+fn write_row(seq: *mut c_void, seen: &SockSeen, counters: *const SockCounters) {
     // SAFETY: `seq` is the iterator's seq_file; the header is on the stack, the counters are
     // this socket's storage.
     unsafe {

@@ -1,8 +1,11 @@
 //! The attach lifecycle: attach a rung's hooks in order, release them all when one is refused,
 //! and detach what is attached in parallel.
 
+use std::os::fd::{AsFd, OwnedFd};
+
 use anyhow::{anyhow, Context, Result};
 use aya::{
+    maps::Map,
     programs::{BtfTracePoint, FExit, Iter, KProbe, TracePoint},
     Btf, Ebpf,
 };
@@ -10,13 +13,25 @@ use aya::{
 use super::{
     load_errors::explain,
     rungs::{Hook, Rung},
+    sys,
 };
 
 /// Attached hooks, owned by flow rather than by aya so they can be detached in parallel.
 pub(super) type Links = Vec<Box<dyn Send>>;
 
+/// What a rung's attach leaves: its hooks' links, and the link of the storage iterator (typed
+/// rungs), which each incremental read starts an iterator on.
+#[derive(Default)]
+pub(super) struct Attached {
+    pub links: Links,
+    pub store_iter: Option<OwnedFd>,
+    /// Why the storage iterator is not there, when the kernel refused it.
+    pub store_iter_refused: Option<String>,
+}
+
 impl Hook {
-    fn attach(self, ebpf: &mut Ebpf, btf: Option<&Btf>, links: &mut Links) -> Result<()> {
+    fn attach(self, ebpf: &mut Ebpf, btf: Option<&Btf>, attached: &mut Attached) -> Result<()> {
+        let links = &mut attached.links;
         let name = self.program();
         let program = ebpf
             .program_mut(name)
@@ -40,6 +55,20 @@ impl Hook {
                 let btf = btf.ok_or_else(|| anyhow!("no kernel BTF (/sys/kernel/btf/vmlinux)"))?;
                 let program: &mut Iter = program.try_into()?;
                 program.load(target, btf).map_err(explain)?;
+            }
+            Hook::MapIter(name, target, map) => {
+                let btf = btf.ok_or_else(|| anyhow!("no kernel BTF (/sys/kernel/btf/vmlinux)"))?;
+                let program: &mut Iter = program.try_into()?;
+                program.load(target, btf).map_err(explain)?;
+                // aya 0.14's `Iter::attach` passes no map: the link is made by hand.
+                let program_fd = program.fd()?.as_fd().try_clone_to_owned()?;
+                let map_fd = match ebpf.map(map) {
+                    Some(Map::SkStorage(data)) => data.fd().as_fd(),
+                    _ => return Err(anyhow!("map {map} missing or not socket storage")),
+                };
+                let link = sys::map_iter_link(program_fd.as_fd(), map_fd)
+                    .with_context(|| format!("linking {name} to {map}"))?;
+                attached.store_iter = Some(link);
             }
             Hook::KProbe(_, function) => {
                 let program: &mut KProbe = program.try_into()?;
@@ -68,25 +97,35 @@ impl Hook {
         let _ = match self {
             Hook::FExit(..) => <&mut FExit>::try_from(program).map(|p| p.unload()),
             Hook::BtfTracePoint(..) => <&mut BtfTracePoint>::try_from(program).map(|p| p.unload()),
-            Hook::Iter(..) => <&mut Iter>::try_from(program).map(|p| p.unload()),
+            Hook::Iter(..) | Hook::MapIter(..) => {
+                <&mut Iter>::try_from(program).map(|p| p.unload())
+            }
             Hook::KProbe(..) => <&mut KProbe>::try_from(program).map(|p| p.unload()),
             Hook::TracePoint(..) => <&mut TracePoint>::try_from(program).map(|p| p.unload()),
         };
     }
 }
 
-pub(super) fn attach_rung(ebpf: &mut Ebpf, rung: Rung, btf: Option<&Btf>) -> Result<Links> {
-    let mut links = Links::new();
+pub(super) fn attach_rung(ebpf: &mut Ebpf, rung: Rung, btf: Option<&Btf>) -> Result<Attached> {
+    let mut attached = Attached::default();
     for (index, hook) in rung.hooks().iter().enumerate() {
-        if let Err(err) = hook.attach(ebpf, btf, &mut links) {
-            drop(links);
+        if let Err(err) = hook.attach(ebpf, btf, &mut attached) {
+            if let Hook::MapIter(..) = hook {
+                // Optional: incremental reads fall back to an `iter/tcp` program.
+                hook.release(ebpf);
+                let reason = format!("{err:#}");
+                log::debug!("{} refused: {reason}", hook.program());
+                attached.store_iter_refused = Some(reason);
+                continue;
+            }
+            drop(attached);
             for attached in &rung.hooks()[..=index] {
                 attached.release(ebpf);
             }
             return Err(err).with_context(|| format!("{} ({})", hook.program(), rung));
         }
     }
-    Ok(links)
+    Ok(attached)
 }
 
 /// Each detach waits out an RCU grace period in the kernel (tens of milliseconds in a VM); on

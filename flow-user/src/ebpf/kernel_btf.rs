@@ -36,6 +36,10 @@ pub fn kernel_offsets() -> Result<KernelOffsets> {
             snd_una: at("tcp_sock", "snd_una")?,
             segs_in: at("tcp_sock", "segs_in")?,
             segs_out: at("tcp_sock", "segs_out")?,
+            sk_uid: at("sock", "sk_uid")?,
+            // `skc_net` is a `possible_net_t`: a struct whose only member is the `struct net *`.
+            sk_net: at("sock", "__sk_common")? + at("sock_common", "skc_net")?,
+            net_inum: at("net", "ns")? + at("ns_common", "inum")?,
         },
     })
 }
@@ -91,6 +95,10 @@ mod tests {
         assert!(sock.sk_socket >= 0x88);
         assert!(sock.rcv_nxt > sock.sk_socket && sock.segs_in > 0x88);
         assert_ne!(sock.rcv_nxt, sock.copied_seq);
+        assert!(sock.sk_uid >= 0x88);
+        // `skc_net` sits inside `sock_common`, at the start of `struct sock`.
+        assert!(sock.sk_net > 0 && sock.sk_net < 0x88, "{}", sock.sk_net);
+        assert!(sock.net_inum > 0);
         assert!(sock.socket_to_ino > 0);
         let btf = Btf::from_file(VMLINUX).unwrap();
         assert!(member_byte_offset(&btf, "sock", "no_such_member").is_err());

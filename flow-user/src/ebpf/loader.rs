@@ -1,5 +1,7 @@
 //! Loads the embedded kernel object and attaches the best rung of hooks this kernel allows.
 
+use std::os::fd::OwnedFd;
+
 use anyhow::{anyhow, Result};
 use aya::{Btf, Ebpf, EbpfLoader};
 use flow_common::{globals, maps, SockOffsets, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
@@ -40,6 +42,10 @@ impl Default for LoadOptions {
 pub struct KernelProgram {
     /// Declared before `ebpf`: links are detached (in `Drop`) before programs are unloaded.
     links: Links,
+    /// The storage iterator's link (typed rungs): each incremental read starts a run on it.
+    pub(super) store_iter_link: Option<OwnedFd>,
+    /// Why it is missing, when the kernel refused it.
+    pub(super) store_iter_refused: Option<String>,
     pub(super) ebpf: Ebpf,
     rung: Rung,
     refused: Vec<Refusal>,
@@ -80,9 +86,11 @@ impl KernelProgram {
                 _ => attach_rung(&mut ebpf, rung, btf.as_ref()),
             };
             match attached {
-                Ok(links) => {
+                Ok(attached) => {
                     return Ok(KernelProgram {
-                        links,
+                        links: attached.links,
+                        store_iter_link: attached.store_iter,
+                        store_iter_refused: attached.store_iter_refused,
                         ebpf,
                         rung,
                         refused,

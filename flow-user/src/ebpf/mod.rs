@@ -8,9 +8,10 @@ mod load_errors;
 mod loader;
 mod reader;
 mod rungs;
+mod sys;
 
 pub use events::{KernelEvents, PayloadSeen};
 pub use load_errors::Refusal;
 pub use loader::{KernelProgram, LoadOptions};
-pub use reader::{tuple_addrs, KernelStats, TableRow};
+pub use reader::{tuple_addrs, ChangedRead, KernelStats, TableRow};
 pub use rungs::{Rung, Store};

@@ -2,7 +2,7 @@
 
 use std::{fmt, str::FromStr};
 
-use flow_common::programs;
+use flow_common::{maps, programs};
 
 /// One set of hooks that counts bytes per socket. Best (cheapest) first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -49,23 +49,37 @@ impl Rung {
 
     /// Programs of this rung, in the order they are attached: the hook that closes entries
     /// first (no entry is made that nothing would close), then the counting hooks (what a
-    /// kernel refuses), then the socket iterator.
+    /// kernel refuses), then the socket iterators.
     pub(super) fn hooks(self) -> &'static [Hook] {
-        const LOCAL_CLOSE: Hook = Hook::BtfTracePoint("flow_destroy_btf", "tcp_destroy_sock");
+        const LOCAL_CLOSE: Hook = Hook::BtfTracePoint(programs::DESTROY, "tcp_destroy_sock");
+        // Also publishes at TCP_CLOSE: a second chance when the destroy program misses a run.
+        const LOCAL_STATE: Hook = Hook::BtfTracePoint(programs::STATE, "inet_sock_set_state");
         const HASHED_CLOSE: Hook = Hook::TracePoint("flow_destroy_tp", "tcp", "tcp_destroy_sock");
         const LOCAL_READ: Hook = Hook::Iter(programs::SOCKET_ITER, "tcp");
+        const LOCAL_DELTA: Hook = Hook::Iter(programs::TCP_DELTA_ITER, "tcp");
+        const LOCAL_CHANGED: Hook = Hook::MapIter(
+            programs::STORE_ITER,
+            "bpf_sk_storage_map",
+            maps::SOCKET_STORE,
+        );
         match self {
             Rung::Fentry => &[
                 LOCAL_CLOSE,
+                LOCAL_STATE,
                 Hook::FExit("flow_tx_fexit", "tcp_sendmsg"),
                 Hook::FExit("flow_rx_fexit", "tcp_recvmsg"),
                 LOCAL_READ,
+                LOCAL_DELTA,
+                LOCAL_CHANGED,
             ],
             Rung::TpBtf => &[
                 LOCAL_CLOSE,
+                LOCAL_STATE,
                 Hook::BtfTracePoint("flow_tx_btf", "sock_send_length"),
                 Hook::BtfTracePoint("flow_rx_btf", "sock_recv_length"),
                 LOCAL_READ,
+                LOCAL_DELTA,
+                LOCAL_CHANGED,
             ],
             Rung::Kprobe => &[
                 HASHED_CLOSE,
@@ -110,6 +124,10 @@ pub(super) enum Hook {
     TracePoint(&'static str, &'static str, &'static str),
     /// Loaded only: userspace attaches it for each read-out.
     Iter(&'static str, &'static str),
+    /// A map-element iterator (program, target, map): loaded and linked to the map once; each
+    /// read-out creates an iterator on that link. Optional: a kernel that refuses it (EPERM on
+    /// this project's hosts) does not refuse the rung.
+    MapIter(&'static str, &'static str, &'static str),
 }
 
 impl Hook {
@@ -119,7 +137,8 @@ impl Hook {
             | Hook::BtfTracePoint(p, _)
             | Hook::KProbe(p, _)
             | Hook::TracePoint(p, _, _)
-            | Hook::Iter(p, _) => p,
+            | Hook::Iter(p, _)
+            | Hook::MapIter(p, _, _) => p,
         }
     }
 }
