@@ -136,6 +136,67 @@ fn scrape_answers_within_a_second_under_a_thousand_idle_clients() {
 }
 
 #[test]
+fn crowd_beyond_the_descriptor_limit_costs_its_oldest_not_the_scrape() {
+    const TEST: &str = "crowd_beyond_the_descriptor_limit_costs_its_oldest_not_the_scrape";
+    if !privileged(TEST) {
+        return;
+    }
+    assert!(raise_descriptor_limit() >= 1_200, "need 1,200 descriptors");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut command = flow();
+    command.args(["serve", "--listen", &listen, "--interval", "200ms"]);
+    // The exporter may hold 400 descriptors: 1,000 idle clients are more than it can keep.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 400,
+                rlim_max: 400,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let exporter = Running::spawn(&mut command);
+    let up = wait_for(Duration::from_secs(20), || {
+        scrape(port, Duration::from_secs(5))
+    });
+    assert!(
+        up.is_some(),
+        "exporter never answered: {}",
+        exporter.stderr()
+    );
+    let idle = idle_clients(port, 1_000);
+    std::thread::sleep(Duration::from_millis(500));
+    for round in 0..3 {
+        let started = Instant::now();
+        let answer = scrape(port, Duration::from_secs(5));
+        let took = started.elapsed();
+        eprintln!(
+            "{TEST}: scrape {round} with 400 descriptors and 1,000 idle clients took {took:?}"
+        );
+        let (status, body) =
+            answer.unwrap_or_else(|| panic!("no answer within 5 s: {}", exporter.stderr()));
+        assert!(status.contains(" 200"), "{status}");
+        // The monitor still had the descriptors it measures with.
+        assert!(body.contains("flow_poll_errors_total 0"), "{body}");
+        assert!(took < Duration::from_secs(1), "scrape took {took:?}");
+    }
+    // Room was made before the descriptors ran out, not by failing accepts.
+    assert!(
+        !exporter.stderr().contains("Too many open files"),
+        "{}",
+        exporter.stderr()
+    );
+    drop(idle);
+    stop(exporter);
+}
+
+#[test]
 fn idle_client_is_dropped_after_the_header_timeout() {
     const TEST: &str = "idle_client_is_dropped_after_the_header_timeout";
     if !privileged(TEST) {

@@ -120,32 +120,136 @@ async fn accept(listener: TcpListener, site: Arc<Site>, stop: Arc<Notify>) {
         }
     };
     let tls = site.web.tls.clone().map(TlsAcceptor::from);
-    loop {
+    let crowd = Arc::new(Crowd::new(connection_cap()));
+    for id in 0u64.. {
         let (stream, peer) = tokio::select! {
             _ = stop.notified() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    // Out of descriptors, say: wait instead of spinning.
-                    log::warn!("accept: {err}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Out of descriptors, say: the oldest connection makes room; with none to
+                    // close, wait instead of spinning.
+                    if crowd.evict_oldest() {
+                        log::debug!("accept: {err}; closed the oldest connection");
+                        tokio::task::yield_now().await;
+                    } else {
+                        log::warn!("accept: {err}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                     continue;
                 }
             },
         };
         let site = Arc::clone(&site);
         let tls = tls.clone();
+        let (member, evicted) = Crowd::join(&crowd, id);
+        if evicted {
+            // Let the evicted connection's task run and close its descriptor before the next
+            // accept needs one.
+            tokio::task::yield_now().await;
+        }
         tokio::spawn(async move {
-            let Some(acceptor) = tls else {
-                return serve(stream, site, peer).await;
+            let work = async move {
+                let Some(acceptor) = tls else {
+                    return serve(stream, site, peer).await;
+                };
+                match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve(stream, site, peer).await,
+                    // Plain HTTP to the TLS listener ends here too: the connection is closed.
+                    Ok(Err(err)) => log::debug!("{peer}: TLS handshake: {err}"),
+                    Err(_) => log::debug!("{peer}: TLS handshake timed out"),
+                }
             };
-            match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve(stream, site, peer).await,
-                // Plain HTTP to the TLS listener ends here too: the connection is closed.
-                Ok(Err(err)) => log::debug!("{peer}: TLS handshake: {err}"),
-                Err(_) => log::debug!("{peer}: TLS handshake timed out"),
+            tokio::select! {
+                () = work => {}
+                () = member.evicted.notified() => log::debug!("{peer}: closed to make room"),
             }
         });
+    }
+}
+
+/// Most connections held open at once: three quarters of the descriptors this process may open
+/// (the monitor needs the rest), between 32 and 16,384.
+fn connection_cap() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a plain system call on a local struct.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (soft / 4 * 3).clamp(32, 16_384)
+}
+
+/// The open connections, oldest first. A new one beyond the cap closes the oldest: a flood of
+/// clients that never finish a request then costs its own oldest members, not the descriptors
+/// a scrape (or the monitor) needs.
+struct Crowd {
+    cap: usize,
+    open: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<Notify>>>,
+}
+
+/// One connection's place in the [`Crowd`]; leaves it when dropped.
+struct Member {
+    crowd: Arc<Crowd>,
+    id: u64,
+    evicted: Arc<Notify>,
+}
+
+impl Crowd {
+    fn new(cap: usize) -> Crowd {
+        Crowd {
+            cap,
+            open: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    /// Adds connection `id`; true when an older one was told to close to make room.
+    fn join(crowd: &Arc<Crowd>, id: u64) -> (Member, bool) {
+        let evicted = Arc::new(Notify::new());
+        let mut made_room = false;
+        while crowd.len() >= crowd.cap && crowd.evict_oldest() {
+            made_room = true;
+        }
+        if let Ok(mut open) = crowd.open.lock() {
+            open.insert(id, Arc::clone(&evicted));
+        }
+        let member = Member {
+            crowd: Arc::clone(crowd),
+            id,
+            evicted,
+        };
+        (member, made_room)
+    }
+
+    fn len(&self) -> usize {
+        self.open.lock().map_or(0, |open| open.len())
+    }
+
+    /// Tells the oldest connection to close; false when there is none.
+    fn evict_oldest(&self) -> bool {
+        let Ok(mut open) = self.open.lock() else {
+            return false;
+        };
+        match open.pop_first() {
+            // notify_one keeps the wake-up for a task that is not waiting yet.
+            Some((_, oldest)) => {
+                oldest.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.crowd.open.lock() {
+            open.remove(&self.id);
+        }
     }
 }
 
