@@ -28,6 +28,7 @@
 //! # Ok(())
 //! # }
 //! ```
+pub mod attribution;
 pub mod ebpf;
 pub mod id;
 pub mod model;
