@@ -13,7 +13,7 @@ use crate::{
 
 /// Kernel-assisted per-connection TCP bandwidth monitor.
 #[derive(Debug, Parser)]
-#[command(name = "flow", version, about, propagate_version = true)]
+#[command(name = "flow", version, propagate_version = true, verbatim_doc_comment)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
