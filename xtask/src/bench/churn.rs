@@ -1,12 +1,19 @@
 //! Churn: short connections at a target rate (connect, send a known number of bytes, close),
-//! while `flow bandwidth --json --port P` watches; flow's totals for the port must equal the
-//! bytes moved, with nothing lost, and its map must shrink back afterwards.
+//! while `flow bandwidth --json --port P -v` watches; flow's totals for the port must equal the
+//! bytes moved, with nothing lost, and the sockets it keeps must shrink back afterwards. Also
+//! flow's CPU and peak RSS during the churn, and (full mode) its RSS a minute after the churn
+//! against its RSS just before. Repeated `--churn-runs` times.
 //!
 //! The server closes first (after reading every byte), so TIME_WAIT stays on the server's
 //! side and the clients' ephemeral ports free at once; the listeners sit on several
 //! 127.0.0.x addresses with one port, so 4-tuples repeat less often at 5,000 connections/s.
 
-use super::{json, results::Churn, Ctx};
+use super::{
+    json,
+    proc::{cpu_seconds, status_kib},
+    results::Churn,
+    verbose, Ctx,
+};
 use anyhow::{bail, Context, Result};
 use std::{
     collections::HashSet,
@@ -23,8 +30,8 @@ use std::{
 
 /// Bytes each connection sends (not a round number, so a partial count stands out).
 pub const BYTES_PER_CONNECTION: usize = 10_007;
-/// Entries left over after the churn that are still "back at baseline": other processes'
-/// traffic on a shared machine adds entries to flow's map too.
+/// Sockets left over after the churn that are still "back at baseline": other processes'
+/// traffic on a shared machine adds sockets to flow's too.
 pub const MAP_SLACK: u64 = 16;
 
 /// How the clients run.
@@ -207,25 +214,34 @@ fn accept_loop(listener: &TcpListener, bytes: usize, stop: &AtomicBool) -> (u64,
     }
 }
 
-pub fn measure(ctx: &mut Ctx) -> Churn {
-    let mut churn = Churn {
-        rate: ctx.plan.churn_rate,
-        seconds: ctx.plan.churn_seconds,
-        planned: ctx.plan.churn_rate * ctx.plan.churn_seconds,
-        bytes_per_connection: BYTES_PER_CONNECTION as u64,
-        ..Churn::default()
-    };
-    if let Err(err) = run(ctx, &mut churn) {
-        churn.error = Some(format!("{err:#}"));
-    }
-    churn
+/// Every churn run of the plan, one after the other.
+pub fn measure(ctx: &mut Ctx) -> Vec<Churn> {
+    (0..ctx.plan.churn_runs.max(1))
+        .map(|i| {
+            let mut churn = Churn {
+                rate: ctx.plan.churn_rate,
+                seconds: ctx.plan.churn_seconds,
+                planned: ctx.plan.churn_rate * ctx.plan.churn_seconds,
+                bytes_per_connection: BYTES_PER_CONNECTION as u64,
+                ..Churn::default()
+            };
+            if let Err(err) = run(ctx, &mut churn, i) {
+                churn.error = Some(format!("{err:#}"));
+            }
+            churn
+        })
+        .collect()
 }
 
-fn run(ctx: &mut Ctx, churn: &mut Churn) -> Result<()> {
+fn run(ctx: &mut Ctx, churn: &mut Churn, index: u32) -> Result<()> {
     let hosts: Vec<Ipv4Addr> = (1..=4).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
     let server = Server::start(&hosts, BYTES_PER_CONNECTION)?;
     let port = server.port;
-    let window = format!("{}s", churn.seconds + 2);
+    let after = Duration::from_secs(ctx.plan.churn_after);
+    // The window covers the churn, the minute after it (full mode) and some slack, so flow is
+    // still running when its memory is read after that minute.
+    let slack = if after.is_zero() { 2 } else { 5 };
+    let window = format!("{}s", churn.seconds + after.as_secs() + slack);
     let args = [
         "bandwidth",
         "--window",
@@ -235,9 +251,9 @@ fn run(ctx: &mut Ctx, churn: &mut Churn) -> Result<()> {
         &port.to_string(),
     ]
     .map(String::from);
-    let out_path = ctx.raw("churn-flow.json");
-    let log = ctx.raw("churn-flow.log");
-    // -v: each poll says how many entries it drained (socket-local storage has no map that
+    let out_path = ctx.raw(&format!("churn-{index}-flow.json"));
+    let log = ctx.raw(&format!("churn-{index}-flow.log"));
+    // -v: each poll says how many sockets flow keeps (socket-local storage has no map that
     // bpftool could count).
     let running = ctx.flow.start(
         &["-v".to_string()],
@@ -245,11 +261,16 @@ fn run(ctx: &mut Ctx, churn: &mut Churn) -> Result<()> {
         Some(File::create(&out_path)?),
         Some(&log),
     )?;
+    let pid = running.proc.pid();
     // flow takes its first sample right after attaching; start after it.
     thread::sleep(Duration::from_millis(500));
     println!(
-        "bench: churn {} connections/s for {} s, {} bytes each",
-        churn.rate, churn.seconds, BYTES_PER_CONNECTION
+        "bench: churn run {} of {}: {} connections/s for {} s, {} bytes each",
+        index + 1,
+        ctx.plan.churn_runs,
+        churn.rate,
+        churn.seconds,
+        BYTES_PER_CONNECTION
     );
     let plan = Plan {
         rate: churn.rate as f64,
@@ -258,10 +279,28 @@ fn run(ctx: &mut Ctx, churn: &mut Churn) -> Result<()> {
         workers: if ctx.plan.quick { 2 } else { 8 },
         limit: Duration::from_secs(churn.seconds),
     };
+    churn.rss_before_kib = status_kib(pid, "VmRSS");
+    let cpu_before = cpu_seconds(pid, false);
     let started = Instant::now();
     let totals = generate(&plan, &server.addrs);
     let elapsed = started.elapsed().as_secs_f64();
-    let finished = running.finish(Duration::from_secs(churn.seconds + 120));
+    let ended = Instant::now();
+    if let (Some(a), Some(b)) = (cpu_before, cpu_seconds(pid, false)) {
+        churn.cores = Some((b - a) / elapsed.max(1e-9));
+    }
+    churn.peak_rss_kib = status_kib(pid, "VmHWM");
+    if !after.is_zero() {
+        thread::sleep(after.saturating_sub(ended.elapsed()));
+        churn.after_s = ended.elapsed().as_secs_f64();
+        churn.rss_after_kib = status_kib(pid, "VmRSS");
+        if churn.rss_after_kib.is_none() {
+            ctx.notes.push(format!(
+                "churn run {}: flow had exited before its memory was read a minute after the churn",
+                index + 1
+            ));
+        }
+    }
+    let finished = running.finish(Duration::from_secs(churn.seconds + after.as_secs() + 120));
     let (_, moved) = server.stop();
     churn.done = totals.done;
     churn.failed = totals.failed + totals.skipped;
@@ -269,14 +308,15 @@ fn run(ctx: &mut Ctx, churn: &mut Churn) -> Result<()> {
     churn.moved = moved;
     churn.achieved_rate = totals.done as f64 / elapsed.max(1e-9);
     let finished = finished?;
-    let texts: Vec<&str> = finished.lines.iter().map(|l| l.text.as_str()).collect();
-    // The first poll ran before the churn, the last one 2 s after it ended.
-    let drained = super::scale::drained_per_poll(&texts);
-    churn.map_before = drained.first().copied();
-    churn.map_after = drained.last().copied().filter(|_| drained.len() > 1);
+    // The first poll ran before the churn, the last one after it ended.
+    let polls = verbose::polls(finished.lines.iter().map(|l| l.text.as_str()));
+    churn.map_before = polls.first().map(|p| p.live);
+    churn.map_after = polls.last().map(|p| p.live).filter(|_| polls.len() > 1);
     if churn.map_after.is_none() {
-        ctx.notes
-            .push("churn: flow -v printed fewer than two drain lines".into());
+        ctx.notes.push(format!(
+            "churn run {}: flow -v logged fewer than two poll lines",
+            index + 1
+        ));
     }
     churn.warnings = finished.warnings;
     let text = fs::read_to_string(&out_path).context("reading flow's JSON")?;

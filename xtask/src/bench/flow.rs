@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, ExitStatus},
     time::Duration,
 };
 
@@ -88,13 +88,37 @@ impl Running {
                 bail!("flow did not exit within {limit:?}: {}", self.proc.tail(5));
             }
         };
+        self.finished(status, status.success())
+    }
+
+    /// Stops a flow that runs until told (`serve`, `top`) with SIGINT, as a person or a service
+    /// manager would; it must exit cleanly within `grace`.
+    pub fn interrupt(mut self, grace: Duration) -> Result<Finished> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.proc.pid().to_string()])
+            .status();
+        let status = match self.proc.wait(grace)? {
+            Some(status) => status,
+            None => {
+                self.proc.stop("KILL", Duration::from_secs(5));
+                bail!(
+                    "flow did not exit within {grace:?} of SIGINT: {}",
+                    self.proc.tail(5)
+                );
+            }
+        };
+        // 130 is how flow says a signal ended it.
+        self.finished(status, status.success() || status.code() == Some(130))
+    }
+
+    fn finished(mut self, status: ExitStatus, ok: bool) -> Result<Finished> {
         let lines = self.proc.lines().to_vec();
         let warnings = lines
             .iter()
             .filter_map(|l| l.text.strip_prefix("flow: warning: "))
             .map(str::to_string)
             .collect();
-        if !status.success() {
+        if !ok {
             bail!("flow failed ({status}): {}", self.proc.tail(5));
         }
         let ran = self

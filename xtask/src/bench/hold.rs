@@ -1,7 +1,7 @@
 //! The connection holders of the scale runs: a child process (`cargo xtask bench --hold …`,
 //! hidden) opens COUNT loopback connections to its own listener, reports `ready`, touches each
-//! one on `touch` (a byte each way, so each socket gets an entry in flow's map), then keeps a
-//! few active (1 KiB each way per second) until its stdin closes.
+//! one on each `touch` (a byte each way, so each socket gets an entry in flow's map), and from
+//! the first on keeps a few active (1 KiB each way per second) until its stdin closes.
 //!
 //! Why child processes: 100,000 connections need 200,000 fds, and without CAP_SYS_RESOURCE the
 //! hard RLIMIT_NOFILE (20,000 on these machines) cannot be raised; each holder stays under it.
@@ -15,7 +15,7 @@ use std::{
     net::{IpAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread,
     time::{Duration, Instant},
@@ -174,11 +174,14 @@ pub fn raise_nofile(wanted: u64) -> u64 {
     }
 }
 
-/// The child's main: hold connections as `spec` says, driven by lines on stdin.
+/// The child's main: hold connections as `spec` says, driven by lines on stdin. Every `touch`
+/// moves a byte each way on every connection (a scale section starts several flow processes
+/// one after the other, each touching the same connections); the first also starts the active
+/// ones.
 pub fn hold(spec: &str) -> Result<()> {
     let spec = Spec::parse(spec)?;
     raise_nofile(2 * spec.count as u64 + 64);
-    let mut pairs = open_pairs(spec.addr, spec.count, OPEN_LIMIT)?;
+    let pairs = Arc::new(Mutex::new(open_pairs(spec.addr, spec.count, OPEN_LIMIT)?));
     println!("ready {}", spec.count);
     let stop = Arc::new(AtomicBool::new(false));
     let born = Instant::now();
@@ -186,26 +189,27 @@ pub fn hold(spec: &str) -> Result<()> {
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let line = line?;
-        if line.trim() == "touch" && active_thread.is_none() {
-            pairs.exchange(spec.count, 1)?;
-            println!("touched {}", spec.count);
+        if line.trim() != "touch" {
+            continue;
+        }
+        pairs
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the active connections' thread failed"))?
+            .exchange(spec.count, 1)?;
+        println!("touched {}", spec.count);
+        if active_thread.is_none() {
             let stop = Arc::clone(&stop);
+            let pairs = Arc::clone(&pairs);
             let active = spec.active;
-            let mut pairs = std::mem::replace(
-                &mut pairs,
-                Pairs {
-                    clients: Vec::new(),
-                    servers: Vec::new(),
-                },
-            );
             active_thread = Some(thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
+                    let Ok(mut pairs) = pairs.lock() else { break };
                     if pairs.exchange(active, 1024).is_err() {
                         break;
                     }
+                    drop(pairs);
                     thread::sleep(Duration::from_secs(1));
                 }
-                pairs
             }));
         }
     }

@@ -1,17 +1,21 @@
-//! `cargo xtask bench [--quick]`: is flow cheap enough to leave on? (issue 7)
+//! `cargo xtask bench [--quick]`: is flow cheap enough to leave on? (issues 7 and 12)
 //!
 //! Builds flow in release, then measures on loopback only, every loop bounded in time:
 //! overhead against iperf3 next to the peers a user would run instead (`overhead`, `peers`),
-//! the BPF cost per event (`bpf`), scale to many connections (`scale`, `hold`), churn
-//! (`churn`), start-up (`startup`); `report` judges the issue's targets and writes
+//! the BPF cost per event (`bpf`), scale to many connections under `flow history`, `serve` and
+//! `top` (`scale`, `hold`, `verbose` reads `flow -v`), churn (`churn`), start-up and its peak
+//! memory (`startup`); `report` judges the issues' targets, no regression against the last full
+//! report (`baseline`) included, and writes
 //! `bench/results/<timestamp>.{md,json}`. Raw outputs go to `bench/results/raw/` (ignored by
 //! git); `--quick` reports go to `bench/results/quick/` (ignored too: CI runs it every time).
 
+mod baseline;
 mod bpf;
 mod churn;
 mod flow;
 mod hold;
 mod iperf;
+mod issue12;
 mod json;
 mod overhead;
 mod peers;
@@ -23,6 +27,7 @@ mod results;
 mod scale;
 mod startup;
 mod stats;
+mod verbose;
 
 use crate::util::{is_root, output, workspace_root};
 use anyhow::{bail, Context, Result};
@@ -56,6 +61,9 @@ pub struct BenchArgs {
     /// Churn: for how many seconds [default: 60; quick: 2].
     #[arg(long)]
     pub churn_seconds: Option<u64>,
+    /// Churn: how many times; exact only if every run is [default: 5; quick: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub churn_runs: Option<u32>,
     /// Leave out a part; repeatable.
     #[arg(long, value_enum)]
     pub skip: Vec<Section>,
@@ -94,6 +102,9 @@ pub struct Plan {
     pub connections: Vec<u64>,
     pub churn_rate: u64,
     pub churn_seconds: u64,
+    pub churn_runs: u32,
+    /// Seconds flow keeps running after each churn before its memory is read (0: not read).
+    pub churn_after: u64,
     pub startup_runs: usize,
     pub skip: Vec<Section>,
 }
@@ -115,6 +126,8 @@ impl Plan {
             },
             churn_rate: args.churn_rate.unwrap_or(if q { 200 } else { 5000 }),
             churn_seconds: args.churn_seconds.unwrap_or(if q { 2 } else { 60 }),
+            churn_runs: args.churn_runs.unwrap_or(if q { 1 } else { 5 }),
+            churn_after: if q { 0 } else { 60 },
             startup_runs: if q { 3 } else { 10 },
             skip: args.skip.clone(),
         }
@@ -179,6 +192,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ..Results::default()
     };
     r.versions = versions(&ctx.flow);
+    r.before = baseline::load(&results_dir, &r.timestamp);
     if !ctx.flow.has_no_payload {
         ctx.notes.push("flow has no --no-payload flag: only the default configuration (payload capture on) was measured".into());
     }
@@ -215,19 +229,25 @@ fn measure_all(ctx: &mut Ctx, r: &mut Results) -> Result<()> {
     if ctx.plan.runs(Section::Overhead) {
         measure_overhead(ctx, r)?;
     }
+    // The start-up peak, and what scale's memory per connection is counted above.
+    if ctx.plan.runs(Section::Startup) || ctx.plan.runs(Section::Scale) {
+        println!("bench: idle start (flow serve, nothing to watch)");
+        r.idle = Some(startup::idle(ctx));
+    }
     if ctx.plan.runs(Section::Scale) {
         for n in ctx.plan.connections.clone() {
             r.scale.push(scale::measure(ctx, n));
         }
         if r.scale
             .iter()
-            .any(|s| s.error.is_none() && s.drain_ms.is_empty())
+            .flat_map(|s| s.ok_runs())
+            .any(|run| run.read_ms.is_empty())
         {
-            ctx.notes.push("flow -v prints no per-poll map drain or owner resolution time: those metrics are missing".into());
+            ctx.notes.push("flow -v printed no per-poll read time in some scale runs: those metrics are missing there".into());
         }
     }
     if ctx.plan.runs(Section::Churn) {
-        r.churn = Some(churn::measure(ctx));
+        r.churn = churn::measure(ctx);
     }
 
     Ok(())
@@ -304,10 +324,26 @@ fn errors(r: &Results) -> Vec<String> {
             .iter()
             .filter_map(|s| Some(format!("scale {}: {}", s.connections, s.error.as_ref()?))),
     );
+    for s in &r.scale {
+        errors.extend(s.runs.iter().filter_map(|run| {
+            Some(format!(
+                "scale {} flow {}: {}",
+                s.connections,
+                run.command,
+                run.error.as_ref()?
+            ))
+        }));
+    }
     errors.extend(
         r.churn
             .iter()
-            .filter_map(|c| Some(format!("churn: {}", c.error.as_ref()?))),
+            .enumerate()
+            .filter_map(|(i, c)| Some(format!("churn run {}: {}", i + 1, c.error.as_ref()?))),
+    );
+    errors.extend(
+        r.idle
+            .iter()
+            .filter_map(|s| Some(format!("idle start: {}", s.error.as_ref()?))),
     );
     errors.extend(
         r.startup
@@ -335,11 +371,13 @@ mod tests {
         assert_eq!(quick.sizes, vec!["64"]);
         assert_eq!(quick.connections, vec![500]);
         assert_eq!((quick.churn_rate, quick.churn_seconds), (200, 2));
+        assert_eq!((quick.churn_runs, quick.churn_after), (1, 0));
         let full = Plan::from(&BenchArgs::default());
         assert!(full.pairs >= 3);
         assert_eq!(full.sizes, vec!["64", "128K"]);
         assert_eq!(full.connections, vec![10_000, 100_000]);
         assert_eq!((full.churn_rate, full.churn_seconds), (5000, 60));
+        assert_eq!((full.churn_runs, full.churn_after), (5, 60));
         let some = Plan::from(&BenchArgs {
             connections: vec![20_000],
             skip: vec![Section::Peers],

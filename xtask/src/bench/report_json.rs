@@ -32,8 +32,8 @@ pub fn json(r: &Results) -> Value {
                     .iter()
                     .map(|t| {
                         obj([
-                            ("target", t.what.into()),
-                            ("goal", t.goal.into()),
+                            ("target", t.what.as_str().into()),
+                            ("goal", t.goal.as_str().into()),
                             ("measured", t.measured.as_str().into()),
                             ("verdict", t.verdict.text().into()),
                         ])
@@ -95,14 +95,34 @@ pub fn json(r: &Results) -> Value {
                             ("active", s.active.into()),
                             ("holders", (s.holders as u64).into()),
                             ("setup_s", s.setup_s.into()),
-                            ("measured_s", s.measured_s.into()),
-                            ("flow_cores", s.cores.into()),
-                            ("peak_rss_kib", s.peak_rss_kib.into()),
-                            ("map_entries", s.map_entries.into()),
-                            ("drain_ms", json_of(Summary::of(&s.drain_ms))),
-                            ("owners_ms", json_of(Summary::of(&s.owners_ms))),
-                            ("profile", strings(&s.profile)),
-                            ("warnings", strings(&s.warnings)),
+                            (
+                                "runs",
+                                list(
+                                    s.runs
+                                        .iter()
+                                        .map(|run| {
+                                            let rows: Vec<f64> =
+                                                run.rows.iter().map(|r| *r as f64).collect();
+                                            obj([
+                                                ("command", run.command.as_str().into()),
+                                                ("measured_s", run.measured_s.into()),
+                                                ("flow_cores", run.cores.into()),
+                                                ("peak_rss_kib", run.peak_rss_kib.into()),
+                                                ("sockets_live", run.live.into()),
+                                                ("rows_per_poll", json_of(Summary::of(&rows))),
+                                                ("read_ms", json_of(Summary::of(&run.read_ms))),
+                                                ("owners_ms", json_of(Summary::of(&run.owners_ms))),
+                                                ("dropped_samples", run.dropped_samples.into()),
+                                                ("scrapes", u64::from(run.scrapes).into()),
+                                                ("scrapes_ok", u64::from(run.scrapes_ok).into()),
+                                                ("profile", strings(&run.profile)),
+                                                ("warnings", strings(&run.warnings)),
+                                                ("error", run.error.clone().into()),
+                                            ])
+                                        })
+                                        .collect(),
+                                ),
+                            ),
                             ("error", s.error.clone().into()),
                         ])
                     })
@@ -111,30 +131,55 @@ pub fn json(r: &Results) -> Value {
         ),
         (
             "churn",
-            r.churn.as_ref().map_or(Value::Null, |c| {
+            list(
+                r.churn
+                    .iter()
+                    .map(|c| {
+                        obj([
+                            ("rate", c.rate.into()),
+                            ("seconds", c.seconds.into()),
+                            ("planned", c.planned.into()),
+                            ("done", c.done.into()),
+                            ("failed", c.failed.into()),
+                            ("achieved_rate", c.achieved_rate.into()),
+                            ("bytes_per_connection", c.bytes_per_connection.into()),
+                            ("written", c.written.into()),
+                            ("moved", c.moved.into()),
+                            ("reported_tx", c.reported_tx.into()),
+                            ("reported_rx", c.reported_rx.into()),
+                            ("reported_other", c.reported_other.into()),
+                            ("client_rows", c.client_rows.into()),
+                            ("server_rows", c.server_rows.into()),
+                            ("repeated_tuples", c.repeated_tuples.into()),
+                            ("exact", c.exact().into()),
+                            ("warnings", strings(&c.warnings)),
+                            ("sockets_live_before", c.map_before.into()),
+                            ("sockets_live_after", c.map_after.into()),
+                            ("flow_cores", c.cores.into()),
+                            ("peak_rss_kib", c.peak_rss_kib.into()),
+                            ("rss_before_kib", c.rss_before_kib.into()),
+                            ("rss_after_kib", c.rss_after_kib.into()),
+                            ("rss_after_s", c.after_s.into()),
+                            ("error", c.error.clone().into()),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "idle",
+            r.idle.as_ref().map_or(Value::Null, |i| {
                 obj([
-                    ("rate", c.rate.into()),
-                    ("seconds", c.seconds.into()),
-                    ("planned", c.planned.into()),
-                    ("done", c.done.into()),
-                    ("failed", c.failed.into()),
-                    ("achieved_rate", c.achieved_rate.into()),
-                    ("bytes_per_connection", c.bytes_per_connection.into()),
-                    ("written", c.written.into()),
-                    ("moved", c.moved.into()),
-                    ("reported_tx", c.reported_tx.into()),
-                    ("reported_rx", c.reported_rx.into()),
-                    ("reported_other", c.reported_other.into()),
-                    ("client_rows", c.client_rows.into()),
-                    ("server_rows", c.server_rows.into()),
-                    ("repeated_tuples", c.repeated_tuples.into()),
-                    ("exact", c.exact().into()),
-                    ("warnings", strings(&c.warnings)),
-                    ("map_before", c.map_before.into()),
-                    ("map_after", c.map_after.into()),
-                    ("error", c.error.clone().into()),
+                    ("after_s", i.after_s.into()),
+                    ("peak_rss_kib", i.peak_rss_kib.into()),
+                    ("sockets_live", i.live.into()),
+                    ("error", i.error.clone().into()),
                 ])
             }),
+        ),
+        (
+            "bytes_per_socket",
+            super::issue12::bytes_per_socket(r).map(|b| b.0).into(),
         ),
         (
             "startup",

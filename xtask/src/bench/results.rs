@@ -14,8 +14,12 @@ pub struct Results {
     pub overhead: Vec<Overhead>,
     pub costs: Vec<Cost>,
     pub scale: Vec<Scale>,
-    pub churn: Option<Churn>,
+    /// One per churn run (`--churn-runs`).
+    pub churn: Vec<Churn>,
     pub startup: Option<Startup>,
+    pub idle: Option<Idle>,
+    /// The newest earlier full reports' figures, for the no-regression lines.
+    pub before: super::baseline::Baseline,
     /// Installs, skipped peers, missing metrics, deviations: one sentence each.
     pub notes: Vec<String>,
 }
@@ -105,6 +109,7 @@ impl Cost {
     }
 }
 
+/// One count of held connections, measured under each long-running flow command in turn.
 #[derive(Debug, Default, Clone)]
 pub struct Scale {
     pub connections: u64,
@@ -114,18 +119,75 @@ pub struct Scale {
     pub holders: usize,
     /// Seconds to open every connection.
     pub setup_s: f64,
+    /// `flow history`, `flow serve`, `flow top` (piped), one after the other.
+    pub runs: Vec<ScaleRun>,
+    /// Setting up the connections failed (no run measured).
+    pub error: Option<String>,
+}
+
+impl Scale {
+    /// The runs that measured, without an error.
+    pub fn ok_runs(&self) -> impl Iterator<Item = &ScaleRun> {
+        self.runs.iter().filter(|r| r.error.is_none())
+    }
+
+    /// The run with the highest `key` among those that measured it.
+    pub fn worst<T: PartialOrd + Copy>(
+        &self,
+        key: impl Fn(&ScaleRun) -> Option<T>,
+    ) -> Option<(&ScaleRun, T)> {
+        self.ok_runs()
+            .filter_map(|r| Some((r, key(r)?)))
+            .fold(None, |worst, (r, v)| match worst {
+                Some((_, w)) if w >= v => worst,
+                _ => Some((r, v)),
+            })
+    }
+
+    pub fn run(&self, command: &str) -> Option<&ScaleRun> {
+        self.ok_runs().find(|r| r.command == command)
+    }
+}
+
+/// One flow command over held connections.
+#[derive(Debug, Default, Clone)]
+pub struct ScaleRun {
+    /// `history`, `serve` or `top`.
+    pub command: String,
     /// Seconds flow was measured over (after every socket had moved a byte).
     pub measured_s: f64,
+    /// CPU seconds per second over those seconds.
     pub cores: Option<f64>,
+    /// VmHWM over flow's whole run (start-up included).
     pub peak_rss_kib: Option<u64>,
-    /// Entries in flow's per-socket map once every socket had moved a byte.
-    pub map_entries: Option<u64>,
-    /// Per-poll timings from `flow -v`, when flow prints them.
-    pub drain_ms: Vec<f64>,
+    /// Sockets the observer keeps (`flow -v`), most seen in the measured seconds.
+    pub live: Option<u64>,
+    /// Rows each poll of the measured seconds read (on typed rungs: changed sockets only).
+    pub rows: Vec<u64>,
+    /// How long each poll's read took in the measured seconds, ms.
+    pub read_ms: Vec<f64>,
+    /// Owner resolution per poll (old `flow -v` wording only), ms.
     pub owners_ms: Vec<f64>,
+    /// History samples the tracker said it dropped (0 when it said nothing).
+    pub dropped_samples: u64,
+    /// `flow serve`: scrapes of `/metrics` answered 200, of those tried, and bytes of the last.
+    pub scrapes_ok: u32,
+    pub scrapes: u32,
+    pub scrape_bytes: u64,
     /// Top of `perf report` for flow during the measurement (full mode).
     pub profile: Vec<String>,
     pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// `flow serve` with nothing to watch: how much memory flow takes just to start.
+#[derive(Debug, Default, Clone)]
+pub struct Idle {
+    /// How long after "attached" VmHWM was read.
+    pub after_s: f64,
+    pub peak_rss_kib: Option<u64>,
+    /// Sockets live on the machine meanwhile (`flow -v`).
+    pub live: Option<u64>,
     pub error: Option<String>,
 }
 
@@ -153,12 +215,27 @@ pub struct Churn {
     pub server_rows: u64,
     pub repeated_tuples: u64,
     pub warnings: Vec<String>,
+    /// Sockets live in flow (`flow -v`) at its first poll (before the churn) and its last.
     pub map_before: Option<u64>,
     pub map_after: Option<u64>,
+    /// flow's CPU seconds per second while the connections churned.
+    pub cores: Option<f64>,
+    /// flow's VmHWM at the end of the churn.
+    pub peak_rss_kib: Option<u64>,
+    /// flow's VmRSS just before the churn, and a minute after it ended (full mode).
+    pub rss_before_kib: Option<u64>,
+    pub rss_after_kib: Option<u64>,
+    /// Seconds between the end of the churn and `rss_after_kib`.
+    pub after_s: f64,
     pub error: Option<String>,
 }
 
 impl Churn {
+    /// Bytes exact and nothing lost.
+    pub fn clean(&self) -> bool {
+        self.exact() && self.warnings.is_empty()
+    }
+
     pub fn exact(&self) -> bool {
         self.error.is_none()
             && self.moved > 0

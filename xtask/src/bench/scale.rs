@@ -1,20 +1,24 @@
-//! Scale: N concurrent loopback connections (held by child processes, see `hold.rs`), a
-//! fraction of them active, while `flow history --interval 1s -v` runs: flow's CPU per
-//! second, peak RSS, map entries, and per-poll timings when flow prints them.
+//! Scale: N concurrent loopback connections (held by child processes, see `hold.rs`; set up
+//! once per count), a fraction of them active, while each command people leave running runs in
+//! turn over the same connections: `flow history --window W --interval 1s -v`, `flow serve
+//! --interval 1s -v` (scraped during the run, so the exporter path runs too) and `flow top
+//! --interval 1s -v` with stdout piped to a file (plain tables each interval). For each: CPU per
+//! second over the steady seconds, peak RSS (VmHWM, start-up included), and per-poll read
+//! timings and live sockets from `flow -v`.
 
 use super::{
     flow::Running,
     hold::{raise_nofile, Spec},
     proc::{cpu_seconds, status_kib, Spawned},
     profile,
-    results::Scale,
-    Ctx,
+    results::{Scale, ScaleRun},
+    verbose, Ctx,
 };
 use anyhow::{bail, Context, Result};
 use std::{
     fs::{self, File},
-    io::Write,
-    net::{IpAddr, Ipv4Addr},
+    io::{Read, Write},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     process::Command,
     thread,
     time::{Duration, Instant},
@@ -24,6 +28,8 @@ use std::{
 const SPARE_FDS: u64 = 64;
 /// One connection in this many moves data every second.
 const ACTIVE_EVERY: u64 = 100;
+/// The commands measured at each count, in this order.
+pub const COMMANDS: [&str; 3] = ["history", "serve", "top"];
 
 pub fn measure(ctx: &mut Ctx, connections: u64) -> Scale {
     let mut scale = Scale {
@@ -31,8 +37,29 @@ pub fn measure(ctx: &mut Ctx, connections: u64) -> Scale {
         active: connections.div_ceil(ACTIVE_EVERY),
         ..Scale::default()
     };
-    if let Err(err) = run(ctx, &mut scale) {
-        scale.error = Some(format!("{err:#}"));
+    let mut holders = match set_up(ctx, &mut scale) {
+        Ok(holders) => holders,
+        Err(err) => {
+            scale.error = Some(format!("{err:#}"));
+            return scale;
+        }
+    };
+    for command in COMMANDS {
+        println!("bench: scale {connections}: flow {command}");
+        let mut run = ScaleRun {
+            command: command.to_string(),
+            ..ScaleRun::default()
+        };
+        if let Err(err) = run_one(ctx, connections, &mut holders, &mut run) {
+            run.error = Some(format!("{err:#}"));
+        }
+        scale.runs.push(run);
+    }
+    for holder in &mut holders {
+        holder.close_stdin();
+    }
+    for holder in &mut holders {
+        holder.stop("TERM", Duration::from_secs(30));
     }
     scale
 }
@@ -46,7 +73,8 @@ pub fn split(connections: u64, fd_limit: u64) -> Vec<u64> {
         .collect()
 }
 
-fn run(ctx: &mut Ctx, scale: &mut Scale) -> Result<()> {
+/// Starts the holders and waits until every connection is open.
+fn set_up(ctx: &mut Ctx, scale: &mut Scale) -> Result<Vec<Spawned>> {
     let n = scale.connections;
     // Raised here so every holder inherits it; it is capped by the hard limit.
     let fd_limit = raise_nofile(2 * n + SPARE_FDS);
@@ -85,9 +113,21 @@ fn run(ctx: &mut Ctx, scale: &mut Scale) -> Result<()> {
         }
     }
     scale.setup_s = started.elapsed().as_secs_f64();
+    Ok(holders)
+}
 
-    // flow's window leaves room before the measurement (touching every socket) and after it
-    // (counting the map), so only steady polling is measured, not start-up or the last render.
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// One flow command over the held connections.
+fn run_one(ctx: &mut Ctx, n: u64, holders: &mut [Spawned], run: &mut ScaleRun) -> Result<()> {
+    let command = run.command.clone();
+    // Steady polling only: the touch (every socket moving a byte) comes before, and history's
+    // window leaves room after for its listing.
     let measure = Duration::from_secs(if ctx.plan.quick { 2 } else { 10 });
     let window = measure.as_secs() + 4;
     let mut global = vec!["-v".to_string()];
@@ -96,23 +136,34 @@ fn run(ctx: &mut Ctx, scale: &mut Scale) -> Result<()> {
     if entries > 65536 {
         global.extend(["--map-entries".to_string(), entries.to_string()]);
     }
-    let args = [
-        "history",
-        "--window",
-        &format!("{window}s"),
-        "--interval",
-        "1s",
-    ]
-    .map(String::from);
-    let out_path = ctx.raw(&format!("scale-{n}-flow.out"));
-    let log = ctx.raw(&format!("scale-{n}-flow.log"));
+    let port = free_port()?;
+    let args: Vec<String> = match command.as_str() {
+        "history" => vec![
+            "history".into(),
+            "--window".into(),
+            format!("{window}s"),
+            "--interval".into(),
+            "1s".into(),
+        ],
+        "serve" => vec![
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--interval".into(),
+            "1s".into(),
+        ],
+        "top" => vec!["top".into(), "--interval".into(), "1s".into()],
+        other => bail!("no scale run for `flow {other}`"),
+    };
+    let out_path = ctx.raw(&format!("scale-{n}-{command}.out"));
+    let log = ctx.raw(&format!("scale-{n}-{command}.log"));
     let mut running = ctx
         .flow
         .start(&global, &args, Some(File::create(&out_path)?), Some(&log))?;
-    for holder in &mut holders {
+    for holder in holders.iter_mut() {
         writeln!(holder.stdin().context("holder stdin")?, "touch")?;
     }
-    for holder in &mut holders {
+    for holder in holders.iter_mut() {
         if holder
             .wait_line(|l| l.starts_with("touched"), Duration::from_secs(300))
             .is_none()
@@ -124,9 +175,21 @@ fn run(ctx: &mut Ctx, scale: &mut Scale) -> Result<()> {
     let profile = if ctx.plan.quick {
         None
     } else {
-        let data = ctx.raw(&format!("scale-{n}-flow.perf.data"));
-        profile::start(pid, &data, &ctx.raw(&format!("scale-{n}-perf.log")))
+        let data = ctx.raw(&format!("scale-{n}-{command}.perf.data"));
+        profile::start(
+            pid,
+            &data,
+            &ctx.raw(&format!("scale-{n}-{command}-perf.log")),
+        )
     };
+    // Scrapes of `flow serve`, evenly within the measured seconds.
+    let scrape_count = if ctx.plan.quick { 1 } else { 2 };
+    let mut scrape_due: Vec<Duration> = (1..=scrape_count)
+        .map(|i| measure * i / (scrape_count + 1))
+        .collect();
+    if command != "serve" {
+        scrape_due.clear();
+    }
     // CPU over `measure` (or until flow exits, if the touch took too long); peak RSS until exit.
     let first = (Instant::now(), cpu_seconds(pid, false));
     let mut last = first;
@@ -134,6 +197,20 @@ fn run(ctx: &mut Ctx, scale: &mut Scale) -> Result<()> {
     let alive = |r: &mut Running| matches!(r.proc.wait(Duration::ZERO), Ok(None));
     while alive(&mut running) && first.0.elapsed() < measure {
         thread::sleep(Duration::from_millis(250));
+        if scrape_due
+            .first()
+            .is_some_and(|due| first.0.elapsed() >= *due)
+        {
+            scrape_due.remove(0);
+            run.scrapes += 1;
+            match scrape(port) {
+                Ok(bytes) => {
+                    run.scrapes_ok += 1;
+                    run.scrape_bytes = bytes;
+                }
+                Err(err) => run.warnings.push(format!("scrape: {err:#}")),
+            }
+        }
         if let Some(cpu) = cpu_seconds(pid, false) {
             last = (Instant::now(), Some(cpu));
         }
@@ -142,43 +219,82 @@ fn run(ctx: &mut Ctx, scale: &mut Scale) -> Result<()> {
     let wall = last.0.duration_since(first.0).as_secs_f64();
     if let (Some(a), Some(b)) = (first.1, last.1) {
         if wall > 0.5 {
-            scale.cores = Some((b - a) / wall);
+            run.cores = Some((b - a) / wall);
         }
     }
-    scale.measured_s = wall;
+    run.measured_s = wall;
     if let Some(profile) = profile {
-        scale.profile = profile.finish();
+        run.profile = profile.finish();
     }
-    let limit = Instant::now() + Duration::from_secs(window + 600);
-    while alive(&mut running) && Instant::now() < limit {
-        peak = status_kib(pid, "VmHWM").or(peak);
-        thread::sleep(Duration::from_millis(100));
-    }
-    scale.peak_rss_kib = peak;
-    let finished = running.finish(Duration::from_secs(60));
-    for holder in &mut holders {
-        holder.close_stdin();
-    }
-    for holder in &mut holders {
-        holder.stop("TERM", Duration::from_secs(30));
-    }
-    let finished = finished?;
-    scale.warnings = finished.warnings;
-    let texts: Vec<&str> = finished.lines.iter().map(|l| l.text.as_str()).collect();
-    scale.drain_ms = timings(&texts, "drain");
-    // What flow -v says it drained: socket-local storage has no map to count with bpftool.
-    scale.map_entries = drained_entries(&texts);
-    if scale.map_entries.is_none() {
-        ctx.notes
-            .push(format!("scale {n}: flow -v printed no drain line"));
-    }
-    scale.owners_ms = timings(&texts, "owner");
-    // The listing of 2N connections is not worth keeping.
+    let finished = if command == "history" {
+        let limit = Instant::now() + Duration::from_secs(window + 600);
+        while alive(&mut running) && Instant::now() < limit {
+            peak = status_kib(pid, "VmHWM").or(peak);
+            thread::sleep(Duration::from_millis(100));
+        }
+        run.peak_rss_kib = peak;
+        running.finish(Duration::from_secs(60))
+    } else {
+        run.peak_rss_kib = status_kib(pid, "VmHWM").or(peak);
+        running.interrupt(Duration::from_secs(30))
+    };
+    // The listing of 2N connections (or top's tables of them) is not worth keeping.
+    let out_bytes = fs::metadata(&out_path).map_or(0, |m| m.len());
     let _ = fs::remove_file(&out_path);
-    if scale.cores.is_none() {
+    let finished = finished?;
+    run.warnings.extend(finished.warnings);
+    run.dropped_samples = verbose::dropped_samples(&run.warnings);
+    // Polls logged within the measured seconds: the touch's poll, with every socket changed,
+    // and the last of history's are not steady polling.
+    let steady: Vec<&str> = finished
+        .lines
+        .iter()
+        .filter(|l| l.at >= first.0 && l.at <= last.0)
+        .map(|l| l.text.as_str())
+        .collect();
+    let polls = verbose::polls(steady.iter().copied());
+    run.rows = polls.iter().map(|p| p.rows).collect();
+    run.read_ms = polls.iter().map(|p| p.read_ms).collect();
+    run.live = polls.iter().map(|p| p.live).max();
+    run.owners_ms = timings(&steady, "owner");
+    if run.live.is_none() {
+        ctx.notes.push(format!(
+            "scale {n} flow {command}: flow -v logged no poll line in the measured seconds"
+        ));
+    }
+    if command == "top" && out_bytes == 0 {
+        bail!("flow top printed no table to its piped stdout");
+    }
+    if command == "serve" && run.scrapes_ok == 0 {
+        bail!(
+            "no scrape of flow serve's /metrics answered 200: {}",
+            run.warnings.join("; ")
+        );
+    }
+    if run.cores.is_none() {
         bail!("flow exited before it could be measured (touching the sockets outlasted its {window} s window)");
     }
     Ok(())
+}
+
+/// A plain `GET /metrics` on `port`; the bytes of the answer when it is a 200.
+pub fn scrape(port: u16) -> Result<u64> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .context("reading the answer")?;
+    let status = answer.split(|b| *b == b'\n').next().unwrap_or_default();
+    let status = String::from_utf8_lossy(status);
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("answered `{}`", status.trim());
+    }
+    Ok(answer.len() as u64)
 }
 
 /// Durations (in ms) that `flow -v` printed on lines mentioning `keyword`: the first
@@ -193,39 +309,9 @@ pub fn timings(lines: &[&str], keyword: &str) -> Vec<f64> {
                 .split(|c: char| {
                     c.is_whitespace() || c == ',' || c == ';' || c == '=' || c == '(' || c == ')'
                 })
-                .find_map(duration_ms)
+                .find_map(verbose::duration_ms)
         })
         .collect()
-}
-
-/// The most entries one poll drained, from `flow -v`'s "drained N entries" lines.
-pub fn drained_entries(lines: &[&str]) -> Option<u64> {
-    drained_per_poll(lines).into_iter().max()
-}
-
-/// Entries each poll drained, in order, from `flow -v`'s "drained N entries" lines.
-pub fn drained_per_poll(lines: &[&str]) -> Vec<u64> {
-    lines
-        .iter()
-        .filter_map(|line| {
-            let rest = &line[line.find("drained ")? + "drained ".len()..];
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .collect()
-}
-
-fn duration_ms(token: &str) -> Option<f64> {
-    let split = token.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = token.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    // Divide rather than multiply by 1e-3: 830µs reads back as exactly 0.83 ms.
-    match unit {
-        "ns" => Some(value / 1e6),
-        "µs" | "us" => Some(value / 1e3),
-        "ms" => Some(value),
-        "s" => Some(value * 1e3),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -255,7 +341,5 @@ mod tests {
         assert_eq!(timings(&lines, "drain"), vec![12.5, 3.0]);
         assert_eq!(timings(&lines, "owner"), vec![0.83]);
         assert!(timings(&lines, "nothing").is_empty());
-        assert_eq!(drained_entries(&lines), Some(200_000));
-        assert_eq!(drained_entries(&lines[1..]), None);
     }
 }

@@ -1,8 +1,13 @@
 //! Start-up: from spawning `flow bandwidth --window 100ms` to its "attached" line, to its
 //! first sample (the table on stdout, which comes one 100 ms window after the baseline), and
-//! to its exit (detaching included).
+//! to its exit (detaching included); and the start-up peak: `flow serve`'s peak RSS with
+//! nothing to watch.
 
-use super::{results::Startup, Ctx};
+use super::{
+    proc::status_kib,
+    results::{Idle, Startup},
+    verbose, Ctx,
+};
 use anyhow::{Context, Result};
 use std::time::Duration;
 
@@ -45,4 +50,43 @@ fn once(ctx: &mut Ctx, run: usize) -> Result<[Duration; 3]> {
         .duration_since(started);
     // `finish` polls in 20 ms steps: the exit time is that precise.
     Ok([attached, sample, finished.ran])
+}
+
+/// `flow serve -v` with nothing of ours to watch: VmHWM a few seconds after it attached (the
+/// start-up peak; scale's memory per connection is counted above it).
+pub fn idle(ctx: &mut Ctx) -> Idle {
+    let mut idle = Idle {
+        after_s: if ctx.plan.quick { 2.0 } else { 5.0 },
+        ..Idle::default()
+    };
+    if let Err(err) = idle_once(ctx, &mut idle) {
+        idle.error = Some(format!("{err:#}"));
+    }
+    idle
+}
+
+fn idle_once(ctx: &mut Ctx, idle: &mut Idle) -> Result<()> {
+    let port = super::scale::free_port()?;
+    let args = [
+        "serve".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--interval".into(),
+        "1s".into(),
+    ];
+    let log = ctx.raw("idle-serve.log");
+    let running = ctx
+        .flow
+        .start(&["-v".to_string()], &args, None, Some(&log))?;
+    std::thread::sleep(Duration::from_secs_f64(idle.after_s));
+    idle.peak_rss_kib = status_kib(running.proc.pid(), "VmHWM");
+    let finished = running.interrupt(Duration::from_secs(30))?;
+    idle.live = verbose::polls(finished.lines.iter().map(|l| l.text.as_str()))
+        .iter()
+        .map(|p| p.live)
+        .max();
+    if idle.peak_rss_kib.is_none() {
+        anyhow::bail!("could not read flow serve's VmHWM");
+    }
+    Ok(())
 }
