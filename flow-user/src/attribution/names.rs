@@ -205,7 +205,7 @@ impl HostFiles {
     }
 }
 
-/// At most [`FILE_LIMIT`] bytes of `file`; `None` when it cannot be read.
+/// At most `FILE_LIMIT` bytes of `file`; `None` when it cannot be read.
 fn read_limited(file: &Path) -> Option<Vec<u8>> {
     let mut bytes = Vec::new();
     fs::File::open(file)
