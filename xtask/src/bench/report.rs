@@ -367,7 +367,7 @@ fn churn_table(runs: &[Churn]) -> String {
     if let Some(c) = runs.first() {
         let _ = writeln!(
             md,
-            "{} connections/s for {} s ({} planned), {} bytes each, {} run(s); `flow bandwidth --json --port P -v` over the churn (and, in full mode, the minute after it). CPU and peak RSS are flow's while the connections churned; RSS is VmRSS just before the churn and after it ended. Sent and received are flow's totals for the client and server ends; other is the direction that carried nothing (must be 0).\n",
+            "{} connections/s for {} s ({} planned), {} bytes each, {} run(s); `flow bandwidth --json --port P -v` over the churn (and, in full mode, the minute after it). CPU and peak RSS are flow's while the connections churned; RSS is VmRSS just before the churn and a minute after it ended; `flow bandwidth` keeps each connection closed in its window until it prints, so that figure includes them. Sent and received are flow's totals for the client and server ends; other is the direction that carried nothing (must be 0).\n",
             c.rate, c.seconds, c.planned, c.bytes_per_connection, runs.len()
         );
     }
