@@ -96,6 +96,8 @@ pub fn close(sk: SockKey) {
 
 /// `TCP_CLOSE` in `enum tcp_state`.
 const TCP_CLOSE: i32 = 7;
+/// `TCP_ESTABLISHED` in `enum tcp_state`.
+const TCP_ESTABLISHED: i32 = 1;
 
 /// The socket changed TCP state: stamp its entry (the incremental read reports it), and on
 /// `TCP_CLOSE` publish its counters now, keeping the entry. This first close event survives a
@@ -103,9 +105,17 @@ const TCP_CLOSE: i32 = 7;
 /// counters (bytes can be read after `TCP_CLOSE`, e.g. after a half-close).
 #[inline(always)]
 pub fn state_changed(sk: SockKey, new_state: i32) {
-    let counters = entry(sk);
+    let mut counters = entry(sk);
     if counters.is_null() {
-        return;
+        // An established connection gets its entry now, before it moves a byte: it is listed
+        // (and keeps one id) from its first poll on. Other sockets wait for their first byte.
+        if new_state != TCP_ESTABLISHED {
+            return;
+        }
+        counters = create(sk);
+        if counters.is_null() {
+            return;
+        }
     }
     // SAFETY: non-null storage of this socket, valid for this program run.
     let counters = unsafe { &mut *counters };

@@ -4,6 +4,8 @@ use std::{fmt, net::SocketAddr, time::Duration};
 
 use serde::{Serialize, Serializer};
 
+pub use crate::id::ConnectionId;
+
 /// TCP state as the kernel numbers it (`include/net/tcp_states.h`, `/proc/net/tcp`'s `st`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TcpState {
@@ -178,7 +180,7 @@ pub struct HttpExchange {
 pub struct NetConnection {
     /// Stable for the life of this connection, different for a later one on the same 4-tuple
     /// (see [`crate::generate_connection_id`]).
-    pub id: String,
+    pub id: ConnectionId,
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub state: TcpState,
@@ -267,7 +269,7 @@ impl Counters {
 /// A connection's counters at one instant (the seed's `ConnectionStateSnapshot`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ConnectionStateSnapshot {
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     /// Monotonic time of the observation.
     #[serde(skip)]
     pub timestamp: std::time::Instant,
@@ -290,7 +292,7 @@ pub struct BandwidthSample {
 /// Bandwidth samples of one connection inside a window (the seed's `ConnectionHistory`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ConnectionHistory {
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     #[serde(rename = "tracking_window_ms", serialize_with = "millis")]
     pub tracking_window: Duration,
     /// Oldest first.

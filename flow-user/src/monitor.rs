@@ -9,6 +9,7 @@ use anyhow::Result;
 
 use crate::{
     ebpf::LoadOptions,
+    id::ConnectionId,
     model::{
         ConnectionBandwidth, ConnectionHistory, ConnectionStateSnapshot, HttpConnection,
         NetConnection, SocketStats,
@@ -64,8 +65,8 @@ pub struct Monitor {
     health: Health,
     sleep: Sleeper,
     /// The latest HTTP exchange per connection id, with its connection as last seen.
-    http: HashMap<String, HttpConnection>,
-    http_seen: HashMap<String, Instant>,
+    http: HashMap<ConnectionId, HttpConnection>,
+    http_seen: HashMap<ConnectionId, Instant>,
     last_observation: Option<Instant>,
 }
 
@@ -132,9 +133,20 @@ impl Monitor {
         &self.tracker
     }
 
-    /// Observes now, without recording.
+    /// Observes now, without recording: what changed since the previous observation where
+    /// the mode can tell (see [`crate::observe::Scope`]), else every live socket.
     pub fn observe(&mut self) -> Result<Observation> {
         let observation = self.observer.observe()?;
+        self.took(observation)
+    }
+
+    /// Observes every live socket now, idle ones included, without recording.
+    pub fn observe_all(&mut self) -> Result<Observation> {
+        let observation = self.observer.observe_all()?;
+        self.took(observation)
+    }
+
+    fn took(&mut self, observation: Observation) -> Result<Observation> {
         self.health = observation.health.clone();
         self.remember_http(&observation);
         Ok(observation)
@@ -148,7 +160,7 @@ impl Monitor {
                 continue;
             };
             self.http.insert(
-                socket.connection.id.clone(),
+                socket.connection.id,
                 HttpConnection {
                     connection: socket.connection.clone(),
                     method: exchange.method.clone(),
@@ -157,7 +169,7 @@ impl Monitor {
                 },
             );
             self.http_seen
-                .insert(socket.connection.id.clone(), exchange.seen.unwrap_or(at));
+                .insert(socket.connection.id, exchange.seen.unwrap_or(at));
         }
         let seen = &self.http_seen;
         self.http.retain(|id, _| {
@@ -193,7 +205,7 @@ impl Monitor {
             })
             .map(|(_, c)| c.clone())
             .collect();
-        found.sort_by(|a, b| a.connection.id.cmp(&b.connection.id));
+        found.sort_by_key(|c| c.connection.id);
         Ok(found)
     }
 
@@ -274,12 +286,14 @@ impl Monitor {
     /// Forgets all snapshots and history (the seed's `resetConnectionTracking`).
     pub fn reset_connection_tracking(&mut self) {
         self.tracker.reset();
+        // The tracker lost every baseline: the next observation must list every socket.
+        self.observer.resync();
     }
 
     /// Socket statistics of every connection, or of the one socket with this inode (the seed's
     /// `readSocketStatsLinux`; `None` or `Some(0)` mean all).
     pub fn read_socket_stats(&mut self, inode: Option<u64>) -> Result<Vec<SocketStats>> {
-        let observation = self.observe()?;
+        let observation = self.observe_all()?;
         let wanted = inode.filter(|i| *i != 0);
         Ok(observation
             .sockets
@@ -300,7 +314,7 @@ impl Monitor {
 
     /// Every live connection now.
     pub fn connections(&mut self) -> Result<Vec<NetConnection>> {
-        let observation = self.observe()?;
+        let observation = self.observe_all()?;
         Ok(observation
             .sockets
             .into_iter()

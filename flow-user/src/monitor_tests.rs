@@ -8,8 +8,9 @@ use std::{
 
 use super::*;
 use crate::{
+    id::ConnectionId,
     model::{Counters, TcpState},
-    observe::{ConnectionParts, ObservedSocket, Replay},
+    observe::{ConnectionParts, ObservedSocket, Replay, Scope},
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -60,6 +61,7 @@ fn obs(at: Instant, sockets: Vec<ObservedSocket>) -> Observation {
         at,
         sockets,
         closed: Vec::new(),
+        scope: Scope::Complete,
         health: Health {
             mode: Some(Mode::Procfs),
             ..Health::default()
@@ -221,13 +223,13 @@ fn collect_history_gives_five_samples_per_live_connection_oldest_first() {
     assert_eq!(*waits.lock().unwrap(), vec![SEC; 5]);
     assert_eq!(remaining(&monitor), "replaying 0 recorded observations");
 
-    let of = |id: &str| histories.iter().find(|h| h.connection_id == id).unwrap();
+    let of = |id: &ConnectionId| histories.iter().find(|h| h.connection_id == *id).unwrap();
     for live in [&a, &b] {
         let h = of(&live.id);
         assert_eq!(h.tracking_window, 5 * SEC);
         let at: Vec<Duration> = h.samples.iter().map(|s| s.at).collect();
         assert_eq!(at, (1..=5).map(|s| SEC * s).collect::<Vec<_>>());
-        assert!(monitor.tracker().connection(&live.id).unwrap().active);
+        assert!(monitor.tracker().connection(live.id).unwrap().active);
     }
     let rates: Vec<u64> = of(&a.id)
         .samples
@@ -246,7 +248,7 @@ fn collect_history_gives_five_samples_per_live_connection_oldest_first() {
     );
     // The connection that went away keeps the samples it had, and is inactive.
     assert_eq!(of(&c.id).samples.len(), 2);
-    assert!(!monitor.tracker().connection(&c.id).unwrap().active);
+    assert!(!monitor.tracker().connection(c.id).unwrap().active);
 
     // The same samples through connection_history; reset empties it.
     assert_eq!(monitor.connection_history(5 * SEC), histories);
@@ -297,6 +299,7 @@ fn read_socket_stats_filters_by_inode() {
         at: t0,
         sockets: sockets.clone(),
         closed: vec![closed],
+        scope: Scope::Complete,
         health: Health::default(),
     };
     let (mut monitor, _) = replaying(vec![observation; 4]);

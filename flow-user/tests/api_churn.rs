@@ -155,8 +155,8 @@ fn churn_while_polling(connections: usize, hold: Duration) -> Option<Churn> {
             .iter()
             .filter(|(_, r)| r.connection.local == *local && r.connection.remote == server_addr)
             .collect();
-        let ids: std::collections::HashSet<&str> =
-            mine.iter().map(|(_, r)| r.connection.id.as_str()).collect();
+        let ids: std::collections::HashSet<flow_user::ConnectionId> =
+            mine.iter().map(|(_, r)| r.connection.id).collect();
         let tx: u64 = mine.iter().map(|(_, r)| r.tx_bytes).sum();
         let rx: u64 = mine.iter().map(|(_, r)| r.rx_bytes).sum();
         let closed = mine.iter().any(|(_, r)| !r.connection.active);

@@ -230,7 +230,7 @@ fn history_of_a_transfer(mode: ModeChoice, count: bool) {
             .filter(|h| {
                 monitor
                     .tracker()
-                    .connection(&h.connection_id)
+                    .connection(h.connection_id)
                     .is_some_and(|c| c.local == local && c.remote == remote)
             })
             .collect();
@@ -346,7 +346,7 @@ fn ids_follow_connections(mode: ModeChoice) {
         old.id,
         "same connection, same id"
     );
-    let old_server = the_connection(&first, &server).id.clone();
+    let old_server = the_connection(&first, &server).id;
     assert_eq!(the_connection(&second, &server).id, old_server);
     assert_ne!(old.id, old_server, "the two ends are two connections");
     let listed = monitor.connections().unwrap();
@@ -586,12 +586,12 @@ fn id_survives_close(mode: ModeChoice) {
     let pair = Pair::open(&listener);
     let first = monitor.step().unwrap();
     let ends = [pair.client_addrs(), pair.server_addrs()];
-    let ids: Vec<String> = ends
+    let ids: Vec<flow_user::ConnectionId> = ends
         .iter()
         .map(|end| {
             let rows = rows_of(&first, *end);
             assert_eq!(rows.len(), 1, "{first:#?}");
-            rows[0].connection.id.clone()
+            rows[0].connection.id
         })
         .collect();
     transfer(&pair.client, &pair.server, &[1_000]);
@@ -632,7 +632,7 @@ fn id_survives_close(mode: ModeChoice) {
             end.1
         );
         assert!(
-            monitor.tracker().connection(id).is_some_and(|c| !c.active),
+            monitor.tracker().connection(*id).is_some_and(|c| !c.active),
             "{mode:?}: {id} is inactive once closed"
         );
         if mode == ModeChoice::Ebpf {
@@ -676,12 +676,12 @@ fn closed_between_polls_is_counted_ebpf() {
     transfer(&a.client, &a.server, &[10_000]);
     let seen = monitor.step().unwrap();
     let a_ends = [a.client_addrs(), a.server_addrs()];
-    let a_ids: Vec<String> = a_ends
+    let a_ids: Vec<flow_user::ConnectionId> = a_ends
         .iter()
         .map(|end| {
             let rows = rows_of(&seen, *end);
             assert_eq!(rows.len(), 1, "{seen:#?}");
-            rows[0].connection.id.clone()
+            rows[0].connection.id
         })
         .collect();
     assert_eq!(rows_of(&seen, a_ends[0])[0].tx_bytes, 10_000);

@@ -200,6 +200,9 @@ pub struct TopArgs {
     /// Show at most this many connections (0: all, or as many as the screen holds).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// With --once: one JSON document (the rows of `flow bandwidth --json`) instead of a table.
+    #[arg(long, requires = "once")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

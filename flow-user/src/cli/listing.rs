@@ -79,7 +79,7 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
             histories.retain(|h| {
                 monitor
                     .tracker()
-                    .connection(&h.connection_id)
+                    .connection(h.connection_id)
                     .is_some_and(|c| filters.matches(c))
             });
             report_losses(monitor);
@@ -96,7 +96,7 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
                 ("MEAN", true),
             ]);
             for h in &histories {
-                let Some(c) = monitor.tracker().connection(&h.connection_id) else {
+                let Some(c) = monitor.tracker().connection(h.connection_id) else {
                     continue;
                 };
                 let totals: Vec<u64> = h
@@ -107,7 +107,7 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
                 let peak = totals.iter().copied().max().unwrap_or(0);
                 let mean = totals.iter().sum::<u64>() / totals.len().max(1) as u64;
                 table.row(vec![
-                    h.connection_id.clone(),
+                    h.connection_id.to_string(),
                     c.local.to_string(),
                     c.remote.to_string(),
                     output::owner(c),

@@ -62,10 +62,16 @@ pub(super) fn sort_by_rate(rows: &mut [ConnectionBandwidth]) {
 fn losses(monitor: &Monitor) -> Vec<String> {
     let health = monitor.health();
     let mut losses = Vec::new();
-    if health.evictions > 0 {
+    if health.evictions > 0 && health.map_capacity > 0 {
         losses.push(format!(
             "{} sockets evicted from a full map of {} (raise --map-entries)",
             health.evictions, health.map_capacity
+        ));
+    }
+    if health.missed_runs > 0 {
+        losses.push(format!(
+            "{} kernel hook runs skipped (nested on a CPU; a close among them loses its last bytes)",
+            health.missed_runs
         ));
     }
     if health.close_drops > 0 {

@@ -54,11 +54,23 @@ impl KernelProgram {
     /// Every live socket's entry, wherever the rung keeps them.
     pub fn sockets(&mut self) -> Result<Vec<(SockKey, SockCounters)>> {
         match self.rung().store() {
-            Store::Local => Ok(self
-                .socket_table()?
-                .into_iter()
-                .filter_map(|row| Some((row.socket.sock, row.counters?)))
-                .collect()),
+            Store::Local => {
+                // A socket freed during the walk can have its address reused by a new one the
+                // same walk visits: one live socket per address, the newer (its predecessor's
+                // final counters come with its close event).
+                let mut newest: std::collections::HashMap<SockKey, SockCounters> =
+                    std::collections::HashMap::new();
+                for row in self.socket_table()? {
+                    let Some(counters) = row.counters else {
+                        continue;
+                    };
+                    let slot = newest.entry(row.socket.sock).or_insert(counters);
+                    if counters.first_ns > slot.first_ns {
+                        *slot = counters;
+                    }
+                }
+                Ok(newest.into_iter().collect())
+            }
             Store::Hashed => self.hashed_sockets(),
         }
     }
@@ -102,6 +114,8 @@ impl KernelProgram {
             ));
         }
         let all_namespaces = self.store_iter_link.is_some();
+        // Since tick 0, every entry is new: a full read.
+        let full = self.read_since()? == 0;
         let file = match &self.store_iter_link {
             Some(link) => std::fs::File::from(
                 sys::iter_create(link.as_fd()).context("starting the storage iterator")?,
@@ -126,17 +140,35 @@ impl KernelProgram {
             ));
         };
         // The next read reports what changed from this read's start on.
-        let mut since: Array<&mut MapData, u64> = Array::try_from(
-            self.ebpf
-                .map_mut(maps::READ_SINCE)
-                .ok_or_else(|| anyhow!("map {} missing", maps::READ_SINCE))?,
-        )?;
-        since.set(0, start, 0).context("storing the read tick")?;
+        self.since_map()?
+            .set(0, start, 0)
+            .context("storing the read tick")?;
         Ok(ChangedRead {
             rows: parser.finish(),
             walked,
             all_namespaces,
+            full,
         })
+    }
+
+    /// The next [`Self::changed_sockets`] returns every entry again (a reader that lost its
+    /// baselines).
+    pub fn reset_changes(&mut self) -> Result<()> {
+        self.since_map()?
+            .set(0, 0, 0)
+            .context("resetting the read tick")
+    }
+
+    fn read_since(&mut self) -> Result<u64> {
+        Ok(self.since_map()?.get(&0, 0).unwrap_or(0))
+    }
+
+    fn since_map(&mut self) -> Result<Array<&mut MapData, u64>> {
+        Ok(Array::try_from(
+            self.ebpf
+                .map_mut(maps::READ_SINCE)
+                .ok_or_else(|| anyhow!("map {} missing", maps::READ_SINCE))?,
+        )?)
     }
 
     /// Why incremental reads cover only the reader's network namespace: the kernel's refusal
@@ -225,6 +257,8 @@ pub struct ChangedRead {
     /// True when the read walked the storage itself, so every network namespace; false when
     /// the kernel refused that iterator and the read covered the reader's namespace only.
     pub all_namespaces: bool,
+    /// True when the read returned every entry (the first, or the first after a reset).
+    pub full: bool,
 }
 
 /// Reads an iterator's output to its end, parsing as it goes, a buffer at a time: the whole

@@ -3,7 +3,6 @@
 //! and tested with recorded observations.
 
 mod ebpf;
-mod ebpf_sources;
 mod facts;
 mod procfs;
 mod replay;
@@ -16,7 +15,7 @@ pub use self::ebpf::EbpfObserver;
 pub use self::procfs::ProcfsObserver;
 use crate::{
     ebpf::Rung,
-    id::id_for,
+    id::ConnectionId,
     model::{Counters, HttpExchange, NetConnection, ProtocolSource, TcpState},
     protocol::protocol_by_ports,
 };
@@ -52,14 +51,26 @@ pub struct ObservedSocket {
     pub http: Option<HttpExchange>,
 }
 
+/// Which live sockets an observation lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every live socket: one that is missing has vanished.
+    #[default]
+    Complete,
+    /// Only sockets that changed (moved bytes, changed state) since the observer's previous
+    /// observation: one that is missing is alive and idle until its close event.
+    Changes,
+}
+
 /// Everything an observer saw at one instant.
 #[derive(Clone, Debug)]
 pub struct Observation {
     pub at: Instant,
-    /// Sockets alive now (listening sockets excluded).
+    /// Sockets alive now (listening sockets excluded): all, or those that changed (`scope`).
     pub sockets: Vec<ObservedSocket>,
     /// Sockets destroyed since the previous observation, with their final counters.
     pub closed: Vec<ObservedSocket>,
+    pub scope: Scope,
     pub health: Health,
 }
 
@@ -68,12 +79,18 @@ pub struct Observation {
 pub struct Health {
     pub mode: Option<Mode>,
     pub rung: Option<Rung>,
+    /// Live connections the observer knows of now (idle ones included).
+    pub live_connections: u64,
     /// Entries in the kernel's socket map now, and its capacity (0: socket-local storage,
     /// which has none).
     pub map_entries: u64,
     pub map_capacity: u64,
-    /// Sockets the LRU map evicted to make room (their counting restarted).
+    /// Sockets the LRU map evicted to make room (their counting restarted); only maps that can
+    /// evict report any (socket-local storage cannot).
     pub evictions: u64,
+    /// Runs of the kernel's hooks skipped because they would have nested on a CPU (each may
+    /// be a lost close or lost bytes), summed over its programs.
+    pub missed_runs: u64,
     /// Close events lost (ring buffer full, or not read in time).
     pub close_drops: u64,
     /// Payload prefixes lost (ring buffer full); their connections fall back to ports.
@@ -88,7 +105,14 @@ pub struct Health {
 
 /// A source of observations.
 pub trait Observer: Send {
+    /// What changed since the previous observation, where the source can tell (else all).
     fn observe(&mut self) -> anyhow::Result<Observation>;
+    /// Every live socket, idle ones included (for listings of all sockets).
+    fn observe_all(&mut self) -> anyhow::Result<Observation> {
+        self.observe()
+    }
+    /// The next [`Observer::observe`] lists every socket again (after the tracking was reset).
+    fn resync(&mut self) {}
     fn mode(&self) -> Mode;
     /// One line: which mode, which rung, and why.
     fn describe(&self) -> String;
@@ -123,7 +147,7 @@ impl ConnectionParts {
         let by_port = protocol_by_ports(self.remote.port(), self.local.port());
         let from_payload = payload.and_then(|f| f.protocol(by_port));
         NetConnection {
-            id: id_for(self.local, self.remote, self.generation),
+            id: ConnectionId::of(self.cookie, self.local, self.remote, self.generation),
             protocol: from_payload.unwrap_or(by_port),
             protocol_source: if from_payload.is_some() {
                 ProtocolSource::Payload

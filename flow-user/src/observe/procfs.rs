@@ -6,7 +6,7 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Instant};
 
 use anyhow::Result;
 
-use super::{ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer};
+use super::{ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer, Scope};
 use crate::{
     model::TcpState,
     procfs::{dump_tcp_info, read_tcp_tables, OwnerCache, TcpInfoRow},
@@ -68,13 +68,16 @@ impl Observer for ProcfsObserver {
                     http: None,
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let live_connections = sockets.len() as u64;
         Ok(Observation {
             at,
             sockets,
             closed: Vec::new(),
+            scope: Scope::Complete,
             health: Health {
                 mode: Some(Mode::Procfs),
+                live_connections,
                 malformed_lines: tables.malformed.len() as u64,
                 unreadable_processes: self.owners.unreadable_processes() as u64,
                 ..Health::default()

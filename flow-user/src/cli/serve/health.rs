@@ -32,6 +32,7 @@ pub struct HealthMetrics {
     map_entries: Gauge64,
     map_capacity: Gauge64,
     evictions: Total,
+    missed_runs: Total,
     close_drops: Total,
     payload_drops: Total,
     untracked: Total,
@@ -101,7 +102,7 @@ impl HealthMetrics {
             poll_duration.clone(),
         );
         HealthMetrics {
-            connections: gauge(registry, "connections", "Connections seen at the last step"),
+            connections: gauge(registry, "connections", "Live connections at the last step (idle ones included)"),
             closed,
             map_entries: gauge(
                 registry,
@@ -117,6 +118,11 @@ impl HealthMetrics {
                 registry,
                 "map_evictions",
                 "Sockets evicted from the full kernel map (their counting restarted)",
+            ),
+            missed_runs: total(
+                registry,
+                "kernel_missed_runs",
+                "Runs of the kernel hooks skipped because they would have nested on a CPU (each may be a lost close)",
             ),
             close_drops: total(
                 registry,
@@ -150,11 +156,12 @@ impl HealthMetrics {
 
     pub fn record(&mut self, rows: &[ConnectionBandwidth], health: &Health, took: Duration) {
         let closed = rows.iter().filter(|bw| !bw.connection.active).count() as u64;
-        self.connections.set(rows.len() as u64 - closed);
+        self.connections.set(health.live_connections);
         self.closed.inc_by(closed);
         self.map_entries.set(health.map_entries);
         self.map_capacity.set(health.map_capacity);
         self.evictions.set(health.evictions);
+        self.missed_runs.set(health.missed_runs);
         self.close_drops.set(health.close_drops);
         self.payload_drops.set(health.payload_drops);
         self.untracked.set(health.insert_failures);

@@ -3,7 +3,7 @@
 //! only grow: each step adds what moved since the previous one, closed connections included.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     time::{Duration, Instant},
 };
 
@@ -13,7 +13,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::model::ConnectionBandwidth;
+use crate::model::{ConnectionBandwidth, ConnectionId};
 
 const RX: &str = "rx";
 const TX: &str = "tx";
@@ -68,12 +68,25 @@ pub struct Traffic {
     per_connection: Option<PerConnection>,
 }
 
+/// A connection's series: its labels, the step it last had a row in, whether it closed.
+struct Series {
+    labels: ConnectionSegments,
+    listed: u64,
+    closed: bool,
+}
+
+/// Steps without a row after which a connection's series go (it vanished without a close
+/// event); idle connections of the eBPF mode get no rows either, so this is generous.
+const UNLISTED_STEPS: u64 = 3_600;
+
 /// The optional per-connection series, at most `max` connections at a time.
 struct PerConnection {
     bytes: Family<ConnectionBytes, Counter>,
     segments: Family<ConnectionSegments, Counter>,
     /// Connections that have series now, by id.
-    series: HashMap<String, ConnectionSegments>,
+    series: HashMap<ConnectionId, Series>,
+    /// Steps recorded so far.
+    step: u64,
     max: usize,
     /// Connections of the last step left without a series by the cap.
     refused: Gauge,
@@ -104,6 +117,7 @@ impl Traffic {
                 bytes: Family::default(),
                 segments: Family::default(),
                 series: HashMap::new(),
+                step: 0,
                 max,
                 refused: Gauge::default(),
             };
@@ -198,19 +212,22 @@ impl Traffic {
 }
 
 impl PerConnection {
-    /// A connection keeps its series while it is listed: a closed one is listed once more (with
-    /// its last bytes), and its series go at the next step.
+    /// A connection keeps its series until it closes (rows list only connections that moved
+    /// or changed: an idle one is not listed, yet alive): a closed one is listed once more (with
+    /// its last bytes), and its series go at the next step. One that vanishes without a close
+    /// event (procfs mode) goes after [`UNLISTED_STEPS`] steps without a row.
     fn record(&mut self, rows: &[ConnectionBandwidth]) {
-        let listed: HashSet<&str> = rows.iter().map(|bw| bw.connection.id.as_str()).collect();
-        let gone: Vec<String> = self
+        self.step += 1;
+        let step = self.step;
+        let gone: Vec<ConnectionId> = self
             .series
-            .keys()
-            .filter(|id| !listed.contains(id.as_str()))
-            .cloned()
+            .iter()
+            .filter(|(_, s)| s.closed || step - s.listed > UNLISTED_STEPS)
+            .map(|(id, _)| *id)
             .collect();
         for id in gone {
-            if let Some(labels) = self.series.remove(&id) {
-                self.remove(labels);
+            if let Some(series) = self.series.remove(&id) {
+                self.remove(series.labels);
             }
         }
         let mut refused = 0;
@@ -222,18 +239,26 @@ impl PerConnection {
                     continue;
                 }
                 let labels = ConnectionSegments {
-                    id: c.id.clone(),
+                    id: c.id.to_string(),
                     pid: c.pid.map_or(String::new(), |p| p.to_string()),
                     process: c.process.clone().unwrap_or_default(),
                     protocol: c.protocol.name(),
                     local: c.local.to_string(),
                     remote: c.remote.to_string(),
                 };
-                self.series.insert(c.id.clone(), labels);
+                let series = Series {
+                    labels,
+                    listed: step,
+                    closed: false,
+                };
+                self.series.insert(c.id, series);
             }
-            let Some(labels) = self.series.get(&c.id) else {
+            let Some(series) = self.series.get_mut(&c.id) else {
                 continue;
             };
+            series.listed = step;
+            series.closed = !c.active;
+            let labels = &series.labels;
             for (direction, n) in [(RX, bw.rx_bytes), (TX, bw.tx_bytes)] {
                 let key = ConnectionBytes {
                     connection: labels.clone(),

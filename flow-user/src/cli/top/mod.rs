@@ -27,7 +27,7 @@ use super::{
     session::{open_monitor, short_history},
 };
 use crate::{
-    model::ConnectionBandwidth,
+    model::{ConnectionBandwidth, ConnectionId},
     monitor::{Monitor, MonitorOptions},
 };
 
@@ -44,6 +44,19 @@ pub fn run(args: &TopArgs, mut options: MonitorOptions, interrupt: &Interrupt) -
     if args.once {
         let rows = monitor.connection_bandwidth(args.interval)?;
         let view = view_of(&monitor, rows, &args.filters, HashMap::new());
+        if args.json {
+            let rows: Vec<&ConnectionBandwidth> = view
+                .rows()
+                .iter()
+                .map(|row| &row.bandwidth)
+                .take(if args.limit == 0 {
+                    usize::MAX
+                } else {
+                    args.limit
+                })
+                .collect();
+            return output::json(&rows);
+        }
         return plain::print(&view, args.interval, args.limit);
     }
     let result = if draw {
@@ -117,7 +130,7 @@ fn view_of(
     monitor: &Monitor,
     rows: Vec<ConnectionBandwidth>,
     filters: &Filters,
-    history: HashMap<String, Vec<u64>>,
+    history: HashMap<ConnectionId, Vec<u64>>,
 ) -> View {
     let mut view = View::default();
     view.update(filtered(rows, filters), history, monitor.health().clone());
@@ -129,20 +142,16 @@ fn filtered(mut rows: Vec<ConnectionBandwidth>, filters: &Filters) -> Vec<Connec
     rows
 }
 
-/// Each shown connection's recent total rates, from the tracker's history.
+/// Each shown connection's recent total rates, from the tracker's history (looked up for the
+/// shown rows only: the tracker may hold 100,000 connections).
 fn sparklines(
     monitor: &Monitor,
     rows: &[ConnectionBandwidth],
     interval: Duration,
-) -> HashMap<String, Vec<u64>> {
-    let shown: std::collections::HashSet<&str> =
-        rows.iter().map(|bw| bw.connection.id.as_str()).collect();
+) -> HashMap<ConnectionId, Vec<u64>> {
     let window = interval.saturating_mul(SPARK_WIDTH as u32);
-    monitor
-        .tracker()
-        .history(window)
-        .into_iter()
-        .filter(|h| shown.contains(h.connection_id.as_str()))
+    rows.iter()
+        .filter_map(|bw| monitor.tracker().history_of(bw.connection.id, window))
         .map(|h| {
             let totals = h
                 .samples

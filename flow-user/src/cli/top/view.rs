@@ -122,13 +122,19 @@ impl View {
             (_, 0) => String::new(),
             (_, capacity) => format!("  map {}/{capacity}", health.map_entries),
         };
+        // Only a map with a capacity can evict.
+        let evicted = if health.map_capacity > 0 {
+            format!("  evicted {}", health.evictions)
+        } else {
+            String::new()
+        };
         let second = format!(
-            "{} connections  rx {}  tx {}{map}  evicted {}  dropped {}",
+            "{} connections ({} moving)  rx {}  tx {}{map}{evicted}  dropped {}",
+            health.live_connections.max(self.rows.len() as u64),
             self.rows.len(),
             output::rate(rx),
             output::rate(tx),
-            health.evictions,
-            health.close_drops + health.insert_failures,
+            health.close_drops + health.insert_failures + health.missed_runs,
         );
         [first, second]
     }
@@ -138,7 +144,7 @@ impl View {
     pub fn update(
         &mut self,
         bandwidth: Vec<ConnectionBandwidth>,
-        mut history: HashMap<String, Vec<u64>>,
+        mut history: HashMap<crate::model::ConnectionId, Vec<u64>>,
         health: Health,
     ) {
         self.health = health;

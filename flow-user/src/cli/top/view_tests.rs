@@ -48,7 +48,7 @@ fn sample_view() -> View {
         bw(2, None, 300, 0),
         bw(3, Some("curl"), 200, 200),
     ];
-    let id3 = rows[2].connection.id.clone();
+    let id3 = rows[2].connection.id;
     let history = HashMap::from([(id3, vec![1, 2, 3])]);
     view.update(rows, history, Health::default());
     view

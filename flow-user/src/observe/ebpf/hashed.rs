@@ -1,33 +1,24 @@
-//! eBPF mode: byte counts from the kernel program, joined by 4-tuple with each socket's row
-//! (state, inode, uid, queues, segments: see `ebpf_sources`) and its owner.
+//! Untyped rungs (LRU hash): entries carry no cookie and no socket facts, so each is joined by
+//! 4-tuple with its `/proc/net/tcp` row and sock_diag's extras (`hashed_sources`). Ids are
+//! fixed at a socket's first sighting and kept through its close event.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Instant};
 
 use anyhow::Result;
-use flow_common::{SockCounters, SockKey};
+use flow_common::{SockClosed, SockCounters, SockKey};
 
 use super::{
-    ebpf_sources::{read_sources, Addrs, Extras, Listed, Sources},
-    facts::ConnectionFacts,
-    ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer,
+    super::{facts::ConnectionFacts, ConnectionParts, ObservedSocket},
+    book::{kernel_counters, owner_or_mover, Closes, FactsBook, KernelIdentity, IDENTITY_GRACE},
+    hashed_sources::{read_sources, Addrs, Extras, Listed, Sources},
 };
 use crate::{
-    ebpf::{tuple_addrs, KernelEvents, KernelProgram, LoadOptions},
+    ebpf::{tuple_addrs, KernelProgram},
     id::kernel_generation,
     model::{Counters, TcpState},
     procfs::{Owner, OwnerCache, TcpRow},
 };
-
-/// How long the identity learned for a socket outlives its last sighting, waiting for its close
-/// event (which the drain thread normally delivers within one poll).
-const IDENTITY_GRACE: Duration = Duration::from_secs(10);
-
-/// A kernel map entry is one socket generation: its address plus its first-activity time.
-type KernelIdentity = (SockKey, u64);
 
 /// The inode and uid a 4-tuple's socket was listed with, and its cookie when known (which tells
 /// it apart from a later socket on the same 4-tuple).
@@ -45,83 +36,48 @@ struct Known {
     inode: u64,
     uid: Option<u32>,
     owner: Option<Owner>,
+    /// The cookie, when it was known at the first sighting (then it is the id).
     cookie: Option<u64>,
     packets: (u64, u64),
     last_seen: Instant,
 }
 
-pub struct EbpfObserver {
-    program: KernelProgram,
-    events: KernelEvents,
-    owners: OwnerCache,
-    proc_root: PathBuf,
+/// One poll of the untyped rungs.
+pub struct HashedPoll {
+    pub sockets: Vec<ObservedSocket>,
+    pub closed: Vec<ObservedSocket>,
+    pub entries: u64,
+    pub malformed: u64,
+}
+
+#[derive(Default)]
+pub struct HashedBook {
     known: HashMap<KernelIdentity, Known>,
-    /// What payload prefixes showed, per socket generation.
-    facts: HashMap<KernelIdentity, ConnectionFacts>,
-    /// How each 4-tuple's socket was last listed (see [`EbpfObserver::remember_rows`]): a
+    closes: Closes<KernelIdentity>,
+    /// How each 4-tuple's socket was last listed (see [`HashedBook::remember_rows`]): a
     /// socket listed before it had an entry keeps its inode-based id through its close event.
     last_rows: HashMap<Addrs, LastRow>,
     /// When the previous observation was made.
     last_poll: Option<Instant>,
-    /// Highest eviction count derived so far (the derivation is a lower bound; it never drops).
-    evictions: u64,
 }
 
-impl EbpfObserver {
-    /// Loads and attaches the kernel program. `kernel_log` forwards its log lines (`-v`).
-    pub fn start(options: &LoadOptions, kernel_log: bool) -> Result<EbpfObserver> {
-        let mut program = KernelProgram::load(options)?;
-        let events = KernelEvents::start(&mut program, kernel_log)?;
-        let proc_root = PathBuf::from("/proc");
-        Ok(EbpfObserver {
-            program,
-            events,
-            owners: OwnerCache::new(proc_root.clone()),
-            proc_root,
-            known: HashMap::default(),
-            facts: HashMap::default(),
-            last_rows: HashMap::default(),
-            last_poll: None,
-            evictions: 0,
-        })
-    }
-
-    pub fn program(&self) -> &KernelProgram {
-        &self.program
-    }
-}
-
-impl Observer for EbpfObserver {
-    fn observe(&mut self) -> Result<Observation> {
-        // Close events first, then the map: the kernel deletes an entry before it publishes the
-        // close event, so no socket can show up both live and closed.
-        let closed_events = self.events.take_closed();
-        let stats_before = self.program.stats()?;
-        let drain_started = Instant::now();
-        let sources = read_sources(&mut self.program, &self.proc_root)?;
-        let drained_in = drain_started.elapsed();
+impl HashedBook {
+    pub fn poll(
+        &mut self,
+        program: &mut KernelProgram,
+        proc_root: &Path,
+        owners: &mut OwnerCache,
+        facts: &FactsBook,
+        closed_events: Vec<SockClosed>,
+        at: Instant,
+    ) -> Result<HashedPoll> {
+        let sources = read_sources(program, proc_root)?;
         let Sources {
             entries,
             listed,
             malformed,
         } = &sources;
-        let at = Instant::now();
-        for seen in self.events.take_payloads() {
-            self.facts
-                .entry((seen.sock, seen.first_ns))
-                .or_insert_with(|| ConnectionFacts::new(at))
-                .learn(&seen.facts, at);
-        }
-        let owners_started = Instant::now();
-        self.owners
-            .refresh(listed.values().map(|l| l.row.inode).filter(|i| *i != 0));
-        log::info!(
-            "poll: drained {} entries ({} sockets) in {:?}, owners resolved in {:?}",
-            entries.len(),
-            listed.len(),
-            drained_in,
-            owners_started.elapsed()
-        );
+        owners.refresh(listed.values().map(|l| l.row.inode).filter(|i| *i != 0));
 
         let mut sockets = Vec::with_capacity(listed.len());
         let mut counted: FxHashSet<Addrs> = Default::default();
@@ -147,7 +103,7 @@ impl Observer for EbpfObserver {
                 identity,
                 listed_inode,
                 row,
-                &self.owners,
+                owners,
                 extra,
                 at,
             );
@@ -156,7 +112,7 @@ impl Observer for EbpfObserver {
                 counters,
                 row,
                 known,
-                self.facts.get(&identity),
+                facts.get(&identity),
             ));
         }
         // Sockets that have not moved a byte since the program was loaded.
@@ -165,7 +121,7 @@ impl Observer for EbpfObserver {
                 continue;
             }
             let extra = extras.as_ref();
-            let owner = self.owners.get(row.inode);
+            let owner = owners.get(row.inode);
             sockets.push(ObservedSocket {
                 connection: ConnectionParts {
                     local: addrs.0,
@@ -191,7 +147,10 @@ impl Observer for EbpfObserver {
             });
         }
 
-        let closed = closed_events
+        let events = self
+            .closes
+            .take(closed_events, |e| (e.sock, e.counters.first_ns), at);
+        let closed = events
             .iter()
             .filter_map(|event| {
                 let addrs = tuple_addrs(&event.counters.tuple)?;
@@ -200,61 +159,34 @@ impl Observer for EbpfObserver {
                     let last = self.listed(&addrs, event.counters.cookie)?;
                     Some(Known::from_row(last.inode, last.uid, at))
                 });
-                let facts = self.facts.remove(&identity);
                 Some(closed_socket(
                     event.sock,
                     addrs,
                     &event.counters,
                     known,
-                    facts.as_ref(),
+                    facts.get(&identity),
                 ))
             })
             .collect();
         self.known
             .retain(|_, k| at.duration_since(k.last_seen) < IDENTITY_GRACE);
-        let known = &self.known;
-        self.facts.retain(|identity, f| {
-            known.contains_key(identity) || at.duration_since(f.updated) < IDENTITY_GRACE
-        });
-
+        self.closes.expire(at);
         self.remember_rows(listed, at);
-
-        let stats = self.program.stats()?;
-        let live = entries.len() as u64;
-        self.evictions = self.evictions.max(stats.evictions(&stats_before, live));
-        Ok(Observation {
-            at,
+        Ok(HashedPoll {
             sockets,
             closed,
-            health: Health {
-                mode: Some(Mode::Ebpf),
-                rung: Some(self.program.rung()),
-                map_entries: live,
-                map_capacity: u64::from(self.program.map_capacity()),
-                evictions: self.evictions,
-                close_drops: stats.close_drops + self.events.dropped(),
-                payload_drops: stats.payload_drops,
-                insert_failures: stats.insert_failures + stats.inflight_drops,
-                malformed_lines: *malformed,
-                unreadable_processes: self.owners.unreadable_processes() as u64,
-            },
+            entries: entries.len() as u64,
+            malformed: *malformed,
         })
     }
 
-    fn mode(&self) -> Mode {
-        Mode::Ebpf
-    }
-
-    fn describe(&self) -> String {
-        format!("mode ebpf: {}", self.program.describe())
-    }
-
-    fn captures_payload(&self) -> bool {
-        self.program.payload_bytes() > 0
+    /// Whether a socket generation is live here (its payload facts are still needed).
+    pub fn is_live(&self, identity: &KernelIdentity) -> bool {
+        self.known.contains_key(identity)
     }
 }
 
-impl EbpfObserver {
+impl HashedBook {
     /// How `addrs`' socket was listed, if that listing was the socket with this `cookie`. Without
     /// a cookie (untyped rungs) only the previous poll's listing counts: an older one may be a
     /// previous socket on the same 4-tuple.
@@ -322,7 +254,8 @@ fn remember<'a>(
         inode: 0,
         uid: None,
         owner: None,
-        cookie: None,
+        // Known now: the id is the cookie for the socket's whole life.
+        cookie: extra.map(|e| e.cookie).filter(|c| *c != 0),
         packets: (0, 0),
         last_seen: now,
     });
@@ -338,7 +271,6 @@ fn remember<'a>(
     }
     if let Some(e) = extra {
         known.packets = (e.segs_out, e.segs_in);
-        known.cookie = Some(e.cookie);
     }
     known
 }
@@ -402,30 +334,5 @@ fn closed_socket(
         rx_queue: 0,
         tx_queue: 0,
         http: facts.and_then(|f| f.http().cloned()),
-    }
-}
-
-/// The socket's owner from `/proc/<pid>/fd`, else the task the kernel saw moving its data.
-fn owner_or_mover(owner: Option<&Owner>, counters: &SockCounters) -> (Option<u32>, Option<String>) {
-    if let Some(owner) = owner {
-        return (Some(owner.pid), Some(owner.process.clone()));
-    }
-    if counters.pid_tgid == 0 {
-        return (None, None);
-    }
-    let comm = &counters.comm;
-    let len = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
-    (
-        Some((counters.pid_tgid >> 32) as u32),
-        Some(String::from_utf8_lossy(&comm[..len]).into_owned()),
-    )
-}
-
-fn kernel_counters(counters: &SockCounters, (tx_packets, rx_packets): (u64, u64)) -> Counters {
-    Counters {
-        tx_bytes: counters.tx_bytes,
-        rx_bytes: counters.rx_bytes,
-        tx_packets,
-        rx_packets,
     }
 }

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use super::*;
 use crate::{
     id::generate_connection_id,
+    id::ConnectionId,
     model::TcpState,
-    observe::{ConnectionParts, Health},
+    observe::{ConnectionParts, Health, Scope},
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -66,20 +67,21 @@ fn obs(at: Instant, sockets: Vec<ObservedSocket>, closed: Vec<ObservedSocket>) -
         at,
         sockets,
         closed,
+        scope: Scope::Complete,
         health: Health::default(),
     }
 }
 
-fn find<'a>(rows: &'a [ConnectionBandwidth], id: &str) -> &'a ConnectionBandwidth {
-    let matching: Vec<_> = rows.iter().filter(|b| b.connection.id == id).collect();
+fn find<'a>(rows: &'a [ConnectionBandwidth], id: &ConnectionId) -> &'a ConnectionBandwidth {
+    let matching: Vec<_> = rows.iter().filter(|b| b.connection.id == *id).collect();
     assert_eq!(matching.len(), 1, "exactly one row for {id}: {rows:#?}");
     matching[0]
 }
 
-fn history_of<'a>(histories: &'a [ConnectionHistory], id: &str) -> &'a ConnectionHistory {
+fn history_of<'a>(histories: &'a [ConnectionHistory], id: &ConnectionId) -> &'a ConnectionHistory {
     histories
         .iter()
-        .find(|h| h.connection_id == id)
+        .find(|h| h.connection_id == *id)
         .unwrap_or_else(|| panic!("no history for {id}: {histories:#?}"))
 }
 
@@ -186,8 +188,8 @@ fn a_connection_closed_between_observations_counts_with_its_final_counters() {
     // Gone for good: not counted again, and its history says it is inactive.
     let rows = tracker.record(&obs(t0 + 2 * SEC, vec![], vec![]));
     assert!(rows.is_empty(), "{rows:#?}");
-    assert!(!tracker.connection(&a.id).unwrap().active);
-    assert!(!tracker.connection(&c.id).unwrap().active);
+    assert!(!tracker.connection(a.id).unwrap().active);
+    assert!(!tracker.connection(c.id).unwrap().active);
     let histories = tracker.history(Duration::ZERO);
     assert_eq!(ats(history_of(&histories, &a.id)), secs(&[1]));
 }
@@ -362,7 +364,7 @@ fn reset_forgets_everything() {
     assert!(!tracker.initialized());
     assert_eq!(tracker.last_snapshot_time(), None);
     assert!(tracker.history(Duration::ZERO).is_empty());
-    assert!(tracker.connection(&a.id).is_none());
+    assert!(tracker.connection(a.id).is_none());
     assert_eq!(tracker.dropped_samples(), 0);
     // The next observation is a new baseline, not a delta against the forgotten one.
     let rows = tracker.record(&obs(t0 + 3 * SEC, vec![sock(&a, 10_000, 0, 0, 0)], vec![]));
@@ -426,12 +428,12 @@ fn a_connection_gone_without_a_close_event_becomes_inactive() {
         vec![sock(&a, 10, 0, 0, 0), sock(&b, 10, 0, 0, 0)],
         vec![],
     ));
-    assert!(tracker.connection(&b.id).unwrap().active);
+    assert!(tracker.connection(b.id).unwrap().active);
     // procfs mode: b is simply no longer listed.
     let rows = tracker.record(&obs(t0 + 2 * SEC, vec![sock(&a, 20, 0, 0, 0)], vec![]));
     assert!(rows.iter().all(|r| r.connection.id != b.id));
-    assert!(tracker.connection(&a.id).unwrap().active);
-    assert!(!tracker.connection(&b.id).unwrap().active);
+    assert!(tracker.connection(a.id).unwrap().active);
+    assert!(!tracker.connection(b.id).unwrap().active);
     // Still listed (inactive) while its samples are in the window.
     let histories = tracker.history(Duration::ZERO);
     assert_eq!(ats(history_of(&histories, &b.id)), secs(&[1]));
@@ -460,12 +462,12 @@ fn closed_connections_leave_once_past_the_retention() {
     for i in 2..=4u32 {
         tracker.record(&obs(t0 + SEC * i, vec![sock(&a, 1, 0, 0, 0)], vec![]));
         assert!(
-            tracker.connection(&b.id).is_some_and(|c| !c.active),
+            tracker.connection(b.id).is_some_and(|c| !c.active),
             "at {i} s"
         );
     }
     tracker.record(&obs(t0 + 5 * SEC, vec![sock(&a, 1, 0, 0, 0)], vec![]));
-    assert!(tracker.connection(&b.id).is_none());
+    assert!(tracker.connection(b.id).is_none());
     let histories = tracker.history(Duration::ZERO);
     assert!(histories.iter().all(|h| h.connection_id != b.id));
     assert_eq!(ats(history_of(&histories, &a.id)), secs(&[2, 3, 4, 5]));
@@ -487,7 +489,8 @@ fn the_same_connection_keeps_its_id_and_a_reused_tuple_gets_a_new_one() {
         uid: again.uid,
         pid: again.pid,
         process: None,
-        cookie: Some(99),
+        // Learned later: the id stays the one the connection was first given.
+        cookie: first.cookie,
         generation: again.generation,
         active: true,
     }
@@ -557,4 +560,70 @@ fn a_socket_listed_twice_counts_once() {
     ));
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(find(&rows, &a.id).tx_bytes, 1_000);
+}
+
+fn changes(at: Instant, sockets: Vec<ObservedSocket>, closed: Vec<ObservedSocket>) -> Observation {
+    Observation {
+        scope: Scope::Changes,
+        ..obs(at, sockets, closed)
+    }
+}
+
+#[test]
+fn incremental_observations_keep_idle_connections_alive_and_their_baseline() {
+    let t0 = Instant::now();
+    let a = conn(40000, 80, 1, true);
+    let b = conn(40001, 80, 2, true);
+    let mut tracker = Tracker::default();
+    tracker.record(&obs(
+        t0,
+        vec![sock(&a, 100, 0, 0, 0), sock(&b, 100, 0, 0, 0)],
+        vec![],
+    ));
+    let rows = tracker.record(&changes(t0 + SEC, vec![sock(&a, 300, 0, 0, 0)], vec![]));
+    assert_eq!(rows.len(), 1, "only what changed has a row: {rows:#?}");
+    assert_eq!(find(&rows, &a.id).tx_bytes, 200);
+    // b was not listed for two polls: still alive, and its next change counts from 100.
+    tracker.record(&changes(t0 + 2 * SEC, vec![], vec![]));
+    assert!(
+        tracker.connection(b.id).is_none(),
+        "no history before it moved"
+    );
+    let rows = tracker.record(&changes(t0 + 3 * SEC, vec![sock(&b, 160, 0, 0, 0)], vec![]));
+    assert_eq!(find(&rows, &b.id).tx_bytes, 60);
+    assert!(tracker.connection(b.id).unwrap().active);
+    // a's idle polls are zeros, filled in when read.
+    let histories = tracker.history(Duration::ZERO);
+    let h = history_of(&histories, &a.id);
+    assert_eq!(ats(h), secs(&[1, 2, 3]));
+    let rates: Vec<u64> = h.samples.iter().map(|s| s.tx_bytes_per_second).collect();
+    assert_eq!(rates, vec![200, 0, 0]);
+    // A new measurement keeps the baselines of sockets the next observation does not list.
+    tracker.reset_baseline();
+    tracker.record(&changes(t0 + 4 * SEC, vec![], vec![]));
+    let rows = tracker.record(&changes(t0 + 5 * SEC, vec![sock(&b, 170, 0, 0, 0)], vec![]));
+    assert_eq!(find(&rows, &b.id).tx_bytes, 10);
+    assert_eq!(tracker.tracked_connections(), 2);
+}
+
+#[test]
+fn a_second_close_event_adds_only_what_is_new() {
+    let t0 = Instant::now();
+    let a = conn(40000, 80, 1, true);
+    let mut tracker = Tracker::default();
+    tracker.record(&changes(t0, vec![sock(&a, 100, 0, 0, 0)], vec![]));
+    let rows = tracker.record(&changes(t0 + SEC, vec![], vec![closed(&a, 150, 0)]));
+    assert_eq!(find(&rows, &a.id).tx_bytes, 50);
+    // The kernel published the socket's final counters once more, with bytes read since.
+    let rows = tracker.record(&changes(t0 + 2 * SEC, vec![], vec![closed(&a, 170, 5)]));
+    let bw = find(&rows, &a.id);
+    assert_eq!((bw.tx_bytes, bw.rx_bytes), (20, 5));
+    assert!(!bw.connection.active);
+    // Forgotten once past the grace and the retention of its samples.
+    let mut t = 3;
+    while tracker.tracked_connections() > 0 && t < 2_000 {
+        tracker.record(&changes(t0 + SEC * t, vec![], vec![]));
+        t += 1;
+    }
+    assert_eq!(tracker.tracked_connections(), 0);
 }

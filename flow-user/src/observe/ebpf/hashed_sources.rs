@@ -1,7 +1,5 @@
-//! Where one eBPF poll reads the host's sockets from. Socket-local storage rungs: one run of the
-//! socket iterator gives every TCP socket's state, queues, inode, uid, segments, cookie and
-//! entry. LRU hash rungs: the map (batch lookup), `/proc/net/tcp{,6}` and a sock_diag dump,
-//! joined by 4-tuple.
+//! Where one poll of the untyped (LRU hash) rungs reads the host's sockets from: the map (batch
+//! lookup), `/proc/net/tcp{,6}` and a sock_diag dump, joined by 4-tuple.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::hash_map::Entry;
@@ -11,8 +9,7 @@ use anyhow::Result;
 use flow_common::{SockCounters, SockKey};
 
 use crate::{
-    ebpf::{tuple_addrs, KernelProgram, Store, TableRow},
-    model::TcpState,
+    ebpf::KernelProgram,
     procfs::{dump_tcp_info, read_tcp_tables, TcpRow},
 };
 
@@ -67,47 +64,9 @@ impl Sources {
     }
 }
 
+/// The map, `/proc/net/tcp{,6}` and a sock_diag dump, joined by 4-tuple (untyped rungs only:
+/// the typed rungs' read-out carries each socket's facts itself).
 pub fn read_sources(program: &mut KernelProgram, proc_root: &Path) -> Result<Sources> {
-    match program.rung().store() {
-        Store::Local => Ok(from_table(program.socket_table()?)),
-        Store::Hashed => from_map_and_proc(program, proc_root),
-    }
-}
-
-fn from_table(table: Vec<TableRow>) -> Sources {
-    let mut sources = Sources::new(Vec::new(), table.len(), 0);
-    for TableRow {
-        socket: seen,
-        counters,
-    } in table
-    {
-        if let Some(counters) = counters {
-            sources.entries.push((seen.sock, counters));
-        }
-        let Some((local, remote)) = tuple_addrs(&seen.tuple) else {
-            continue;
-        };
-        let row = TcpRow {
-            local,
-            remote,
-            state: TcpState::from_kernel(seen.state as u8),
-            tx_queue: u64::from(seen.tx_queue),
-            rx_queue: u64::from(seen.rx_queue),
-            uid: seen.uid,
-            inode: seen.inode,
-        };
-        // Exact: the iterator reports each socket's own segments and cookie.
-        let extras = Extras {
-            segs_out: u64::from(seen.segs_out),
-            segs_in: u64::from(seen.segs_in),
-            cookie: seen.cookie,
-        };
-        sources.list(row, Some(extras));
-    }
-    sources
-}
-
-fn from_map_and_proc(program: &mut KernelProgram, proc_root: &Path) -> Result<Sources> {
     let entries = program.sockets()?;
     let tables = read_tcp_tables(proc_root)?;
     // Joined by address pair: sock_diag reports inodes truncated to 32 bits.

@@ -1,0 +1,182 @@
+//! eBPF mode. A poll: take the close events, read what changed (typed rungs: the socket-local
+//! storage walk, every network namespace; untyped rungs: the whole LRU map joined with `/proc`),
+//! attribute it to connections kept by id, emit rows.
+
+mod book;
+mod hashed;
+mod hashed_sources;
+mod local;
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::Result;
+
+use self::{book::FactsBook, hashed::HashedBook, local::LocalBook};
+use super::{Health, Mode, Observation, Observer, Scope};
+use crate::{
+    ebpf::{KernelEvents, KernelProgram, LoadOptions, Store},
+    procfs::OwnerCache,
+};
+
+/// Per-store state: the typed rungs keep connections by cookie, the untyped ones by kernel
+/// identity with a 4-tuple join.
+enum Books {
+    Local(LocalBook),
+    Hashed(HashedBook),
+}
+
+pub struct EbpfObserver {
+    program: KernelProgram,
+    events: KernelEvents,
+    owners: OwnerCache,
+    proc_root: PathBuf,
+    facts: FactsBook,
+    books: Books,
+    /// Highest eviction count derived so far (the derivation is a lower bound; it never drops).
+    evictions: u64,
+}
+
+impl EbpfObserver {
+    /// Loads and attaches the kernel program. `kernel_log` forwards its log lines (`-v`).
+    pub fn start(options: &LoadOptions, kernel_log: bool) -> Result<EbpfObserver> {
+        let mut program = KernelProgram::load(options)?;
+        let events = KernelEvents::start(&mut program, kernel_log)?;
+        let proc_root = PathBuf::from("/proc");
+        let books = match program.rung().store() {
+            Store::Local => Books::Local(LocalBook::default()),
+            Store::Hashed => Books::Hashed(HashedBook::default()),
+        };
+        Ok(EbpfObserver {
+            program,
+            events,
+            owners: OwnerCache::new(proc_root.clone()),
+            proc_root,
+            facts: FactsBook::default(),
+            books,
+            evictions: 0,
+        })
+    }
+
+    pub fn program(&self) -> &KernelProgram {
+        &self.program
+    }
+
+    /// One poll; `all`: the full socket table (idle sockets included) instead of the changes.
+    fn poll(&mut self, all: bool) -> Result<Observation> {
+        // Close events first, then the read-out: the kernel deletes an entry before it
+        // publishes its final counters, so no socket shows up both live and closed.
+        let closed_events = self.events.take_closed();
+        let stats_before = self.program.stats()?;
+        let read_started = Instant::now();
+        let (sockets, closed, scope, entries, live, malformed, at);
+        match &mut self.books {
+            Books::Local(book) => {
+                let (rows, full) = if all {
+                    (self.program.socket_table()?, true)
+                } else {
+                    let read = self.program.changed_sockets()?;
+                    (read.rows, read.full)
+                };
+                at = Instant::now();
+                self.facts.learn(self.events.take_payloads(), at);
+                closed = book.closed(closed_events, &self.facts, at);
+                sockets = book.rows(&rows, &mut self.owners, &self.facts, at, all);
+                book.expire(at);
+                scope = if full {
+                    Scope::Complete
+                } else {
+                    Scope::Changes
+                };
+                entries = book.live_connections() as u64;
+                live = entries;
+                malformed = 0;
+                log::info!(
+                    "poll: read {} rows in {:?} ({} sockets live)",
+                    rows.len(),
+                    read_started.elapsed(),
+                    entries,
+                );
+                // Facts live 10 s past their last update; what they decided stays in the
+                // connection (see `LocalBook::rows`).
+                self.facts.expire(at, |_| false);
+            }
+            Books::Hashed(book) => {
+                at = Instant::now();
+                self.facts.learn(self.events.take_payloads(), at);
+                let poll = book.poll(
+                    &mut self.program,
+                    &self.proc_root,
+                    &mut self.owners,
+                    &self.facts,
+                    closed_events,
+                    at,
+                )?;
+                log::info!(
+                    "poll: read {} rows in {:?} ({} sockets live)",
+                    poll.entries,
+                    read_started.elapsed(),
+                    poll.sockets.len(),
+                );
+                let book = &*book;
+                self.facts.expire(at, |identity| book.is_live(identity));
+                live = poll.sockets.len() as u64;
+                (sockets, closed, entries, malformed) =
+                    (poll.sockets, poll.closed, poll.entries, poll.malformed);
+                scope = Scope::Complete;
+            }
+        }
+        let stats = self.program.stats()?;
+        let can_evict = matches!(self.books, Books::Hashed(_));
+        if can_evict {
+            self.evictions = self.evictions.max(stats.evictions(&stats_before, entries));
+        }
+        Ok(Observation {
+            at,
+            sockets,
+            closed,
+            scope,
+            health: Health {
+                mode: Some(Mode::Ebpf),
+                rung: Some(self.program.rung()),
+                live_connections: live,
+                map_entries: entries,
+                map_capacity: u64::from(self.program.map_capacity()),
+                evictions: self.evictions,
+                missed_runs: stats.missed_runs,
+                close_drops: stats.close_drops + self.events.dropped(),
+                payload_drops: stats.payload_drops,
+                insert_failures: stats.insert_failures + stats.inflight_drops,
+                malformed_lines: malformed,
+                unreadable_processes: self.owners.unreadable_processes() as u64,
+            },
+        })
+    }
+}
+
+impl Observer for EbpfObserver {
+    fn observe(&mut self) -> Result<Observation> {
+        self.poll(false)
+    }
+
+    fn observe_all(&mut self) -> Result<Observation> {
+        self.poll(true)
+    }
+
+    fn resync(&mut self) {
+        if let Err(err) = self.program.reset_changes() {
+            log::warn!("could not ask the kernel for a full read: {err:#}");
+        }
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::Ebpf
+    }
+
+    fn describe(&self) -> String {
+        format!("mode ebpf: {}", self.program.describe())
+    }
+
+    fn captures_payload(&self) -> bool {
+        self.program.payload_bytes() > 0
+    }
+}
