@@ -198,6 +198,12 @@ pub struct NetConnection {
     pub protocol_source: ProtocolSource,
     /// False once the connection is closed (it stays listed until it leaves the window).
     pub active: bool,
+    /// The network namespace's inode number (`stat -L /proc/<pid>/ns/net`), where known.
+    pub netns: Option<u64>,
+    /// The cgroup, container (and pod) and systemd service of the task that last moved data on
+    /// it (JSON: `cgroup`, `container`, `service`). Shared by every connection of one cgroup.
+    #[serde(flatten)]
+    pub attribution: std::sync::Arc<crate::attribution::Attribution>,
     /// Tells apart connections that reuse one 4-tuple: the socket cookie, the inode, or a hash of
     /// the kernel's socket address and first-activity time. Input of the id; not printed.
     #[serde(skip)]
@@ -211,6 +217,9 @@ pub struct ConnectionBandwidth {
     /// Bytes moved inside the window, seen from the local end.
     pub tx_bytes: u64,
     pub rx_bytes: u64,
+    /// Segments (TCP) sent and received inside the window (the kernel's own counts).
+    pub tx_packets: u64,
+    pub rx_packets: u64,
     pub tx_bytes_per_second: u64,
     pub rx_bytes_per_second: u64,
     /// `tx + rx` bytes per second.

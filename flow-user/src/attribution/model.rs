@@ -74,6 +74,13 @@ pub struct Attribution {
 }
 
 impl Attribution {
+    /// The shared "nothing known" attribution (one allocation for every such connection).
+    pub fn none() -> Arc<Attribution> {
+        static NONE: std::sync::LazyLock<Arc<Attribution>> =
+            std::sync::LazyLock::new(|| Arc::new(Attribution::default()));
+        Arc::clone(&NONE)
+    }
+
     /// True when nothing is known (no cgroup, no container, no service).
     pub fn is_empty(&self) -> bool {
         self.cgroup.is_none() && self.container.is_none() && self.service.is_none()

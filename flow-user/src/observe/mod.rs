@@ -163,6 +163,8 @@ impl ConnectionParts {
             process: self.process,
             cookie: self.cookie,
             active: self.active,
+            netns: None,
+            attribution: crate::attribution::Attribution::none(),
             generation: self.generation,
         }
     }

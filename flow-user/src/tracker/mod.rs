@@ -346,6 +346,8 @@ fn rates(socket: &ObservedSocket, moved: Counters, window: Duration) -> Connecti
         connection: socket.connection.clone(),
         tx_bytes: moved.tx_bytes,
         rx_bytes: moved.rx_bytes,
+        tx_packets: moved.tx_packets,
+        rx_packets: moved.rx_packets,
         tx_bytes_per_second: tx,
         rx_bytes_per_second: rx,
         bytes_per_second: per_second(moved.tx_bytes + moved.rx_bytes),

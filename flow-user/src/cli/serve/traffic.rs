@@ -282,11 +282,10 @@ impl PerConnection {
     }
 }
 
-/// Segments moved in the step. The bandwidth carries only their rate, truncated, so this rounds
-/// up: exact for steps up to a second, at most a segment or two high for longer ones.
+/// Segments moved in the step.
 fn segments(bw: &ConnectionBandwidth) -> u64 {
-    let scaled = u128::from(bw.packets_per_second) * bw.sample_window.as_nanos();
-    u64::try_from(scaled.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
+    // The window's own totals (the kernel's segment counts), not a rate times a window.
+    bw.tx_packets + bw.rx_packets
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ fn moved(port: u16, process: &str, rx: u64, tx: u64, active: bool) -> Connection
         connection: connection(port, process, active),
         tx_bytes: tx,
         rx_bytes: rx,
+        tx_packets: 1,
+        rx_packets: 2,
         tx_bytes_per_second: tx,
         rx_bytes_per_second: rx,
         bytes_per_second: rx + tx,

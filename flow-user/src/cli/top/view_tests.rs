@@ -22,6 +22,8 @@ fn bw(port: u16, process: Option<&str>, rx: u64, tx: u64) -> ConnectionBandwidth
         .build(),
         tx_bytes: tx,
         rx_bytes: rx,
+        tx_packets: 0,
+        rx_packets: 0,
         tx_bytes_per_second: tx,
         rx_bytes_per_second: rx,
         bytes_per_second: rx + tx,
