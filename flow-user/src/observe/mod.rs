@@ -101,6 +101,10 @@ pub struct Health {
     pub malformed_lines: u64,
     /// Processes whose sockets could not be attributed (their `/proc/<pid>/fd` is unreadable).
     pub unreadable_processes: u64,
+    /// Network namespaces seen but not (fully) read by the latest poll (no `CAP_SYS_ADMIN` to
+    /// enter them, or gone since they were found): their counters are unknown, and their sockets
+    /// too where procfs mode has no process of ours in them to read the tables through.
+    pub namespaces_unreadable: u64,
 }
 
 /// A source of observations.
