@@ -33,6 +33,7 @@ pub mod ebpf;
 pub mod id;
 pub mod model;
 pub mod monitor;
+pub mod names;
 pub mod netns;
 pub mod observe;
 pub mod procfs;

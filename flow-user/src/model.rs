@@ -93,19 +93,23 @@ pub enum Protocol {
     Smtp,
     #[serde(rename = "DNS")]
     Dns,
+    /// QUIC (v1/v2), seen by its long-header packets; beyond the seed.
+    #[serde(rename = "QUIC")]
+    Quic,
     #[default]
     #[serde(rename = "UNKNOWN")]
     Unknown,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 7] = [
+    pub const ALL: [Protocol; 8] = [
         Protocol::Http,
         Protocol::Https,
         Protocol::Ssh,
         Protocol::Ftp,
         Protocol::Smtp,
         Protocol::Dns,
+        Protocol::Quic,
         Protocol::Unknown,
     ];
 
@@ -117,6 +121,7 @@ impl Protocol {
             Protocol::Ftp => "FTP",
             Protocol::Smtp => "SMTP",
             Protocol::Dns => "DNS",
+            Protocol::Quic => "QUIC",
             Protocol::Unknown => "UNKNOWN",
         }
     }

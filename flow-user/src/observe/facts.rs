@@ -61,6 +61,7 @@ impl ConnectionFacts {
                 protocol: None,
                 http: None,
                 greeting_220: self.greeting_220,
+                ..PayloadFacts::default()
             },
             by_port,
         )

@@ -1,7 +1,9 @@
 //! What the first bytes of a message say: the protocol, and for HTTP the request line's method,
-//! the Host value and the status code. Nothing else leaves this module: no other header value
-//! and no body is kept.
+//! the Host value and the status code; the server name of a TLS ClientHello or QUIC Initial; the
+//! addresses a DNS response gave for the name asked. Nothing else leaves this module: no other
+//! header value, no body, no other DNS or TLS content is kept.
 
+use super::{dns, quic, tls};
 use crate::model::Protocol;
 
 /// What one message prefix told.
@@ -12,6 +14,10 @@ pub struct PayloadFacts {
     pub http: Option<HttpMessage>,
     /// A `220` greeting that names neither SMTP nor FTP: the port decides between them.
     pub greeting_220: bool,
+    /// The server name (SNI) of a TLS ClientHello, or of the ClientHello in a QUIC Initial.
+    pub tls_server_name: Option<String>,
+    /// A DNS response's A/AAAA answers: address, the name asked (CNAMEs followed back), TTL.
+    pub dns_answers: Vec<dns::DnsAnswer>,
 }
 
 /// The parts of an HTTP/1.x message `flow` reports.
@@ -27,18 +33,24 @@ pub enum HttpMessage {
     },
 }
 
-/// Classifies a message prefix (at most a few hundred bytes; may be cut anywhere).
+/// Classifies a message prefix of a TCP stream (at most a few hundred bytes; may be cut
+/// anywhere).
 pub fn classify(bytes: &[u8]) -> PayloadFacts {
     if let Some(http) = http_message(bytes) {
         return PayloadFacts {
             protocol: Some(Protocol::Http),
             http: Some(http),
-            greeting_220: false,
+            ..PayloadFacts::default()
         };
     }
-    let protocol = if is_tls_handshake(bytes) {
-        Some(Protocol::Https)
-    } else if bytes.starts_with(b"SSH-") {
+    if is_tls_handshake(bytes) {
+        return PayloadFacts {
+            protocol: Some(Protocol::Https),
+            tls_server_name: tls::client_hello_sni(bytes),
+            ..PayloadFacts::default()
+        };
+    }
+    let protocol = if bytes.starts_with(b"SSH-") {
         Some(Protocol::Ssh)
     } else if bytes.starts_with(b"220 ") || bytes.starts_with(b"220-") {
         return greeting(bytes);
@@ -46,8 +58,12 @@ pub fn classify(bytes: &[u8]) -> PayloadFacts {
         Some(Protocol::Smtp)
     } else if starts_with_word(bytes, &[b"USER ", b"AUTH TLS"]) {
         Some(Protocol::Ftp)
-    } else if is_dns_over_tcp(bytes) {
-        Some(Protocol::Dns)
+    } else if is_dns_over_tcp(bytes) || dns::looks_like_dns_over_tcp(bytes) {
+        return PayloadFacts {
+            protocol: Some(Protocol::Dns),
+            dns_answers: dns::answers_over_tcp(bytes),
+            ..PayloadFacts::default()
+        };
     } else {
         None
     };
@@ -55,6 +71,27 @@ pub fn classify(bytes: &[u8]) -> PayloadFacts {
         protocol,
         ..PayloadFacts::default()
     }
+}
+
+/// Classifies a UDP datagram's payload (or a prefix of it): a QUIC v1/v2 long-header packet
+/// (with the SNI of a client Initial when the whole packet is there), or a DNS message (with a
+/// response's answers), on any port. `None` otherwise: the port decides.
+pub fn classify_datagram(bytes: &[u8]) -> PayloadFacts {
+    if quic::is_quic_long_header(bytes) {
+        return PayloadFacts {
+            protocol: Some(Protocol::Quic),
+            tls_server_name: quic::initial_sni(bytes),
+            ..PayloadFacts::default()
+        };
+    }
+    if dns::looks_like_dns(bytes) {
+        return PayloadFacts {
+            protocol: Some(Protocol::Dns),
+            dns_answers: dns::answers(bytes),
+            ..PayloadFacts::default()
+        };
+    }
+    PayloadFacts::default()
 }
 
 /// Resolves a `220` greeting that named neither protocol by the connection's ports.
@@ -129,8 +166,8 @@ fn greeting(bytes: &[u8]) -> PayloadFacts {
     };
     PayloadFacts {
         protocol,
-        http: None,
         greeting_220: protocol.is_none(),
+        ..PayloadFacts::default()
     }
 }
 
