@@ -38,6 +38,7 @@ pub mod netns;
 pub mod observe;
 pub mod procfs;
 pub mod protocol;
+pub mod record;
 pub mod tracker;
 
 pub use id::generate_connection_id;

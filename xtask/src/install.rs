@@ -31,7 +31,8 @@ After=network.target
 
 [Service]
 Type=simple
-ExecStart=@FLOW@ serve
+# Exports, and records every connection into the state directory (`flow report` reads it).
+ExecStart=@FLOW@ serve --db /var/lib/flow/flow.db
 Restart=on-failure
 RestartSec=5s
 # SIGINT and SIGTERM detach every program and map before flow exits.

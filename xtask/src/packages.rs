@@ -22,6 +22,7 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "setpriv runs flow unprivileged"),
     ("iproute2", "ip netns for tests in their own network namespaces"),
     ("systemd", "systemd-analyze verifies the installed unit"),
+    ("sqlite3", "opens the flight recorder's store: PRAGMA integrity_check after kill -9"),
     ("qemu-system-x86", "boots Debian kernels for vm-test"),
     ("busybox-static", "the VM's userland"),
     ("cpio", "packs the VM's initramfs"),

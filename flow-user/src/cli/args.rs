@@ -89,6 +89,19 @@ pub enum Command {
     /// Prometheus/OpenMetrics exporter: serves `/metrics` over HTTP.
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Flight recorder: writes what every connection moved into an SQLite store.
+    ///
+    /// One transaction per interval (WAL): a crash loses at most the last interval. Samples are
+    /// kept at full resolution for a recent span, then rolled up into coarser tiers; past the
+    /// size cap the oldest go first. `sqlite3` opens the store; `flow report` reads it.
+    #[command(verbatim_doc_comment)]
+    Record(RecordArgs),
+    /// Top talkers of a recorded range or instant, as a table, JSON or a plot.
+    ///
+    /// TIME is HH:MM[:SS] (local: the latest such moment), YYYY-MM-DD HH:MM[:SS] (local),
+    /// RFC 3339, or a duration ago such as 10m or 2h.
+    #[command(verbatim_doc_comment)]
+    Report(ReportArgs),
     #[command(flatten)]
     List(ListCommand),
     /// Write the man pages or a shell completion script (`cargo xtask install` runs this).
@@ -227,6 +240,12 @@ pub struct ServeArgs {
     /// node_exporter's --web.config.file takes: tls_server_config, basic_auth_users).
     #[arg(long, value_name = "FILE")]
     pub web_config: Option<std::path::PathBuf>,
+    /// Also record into this flight-recorder store, as `flow record --db` does (the systemd
+    /// unit records into /var/lib/flow/flow.db).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(flatten)]
     pub filters: Filters,
 }
@@ -239,4 +258,70 @@ fn parse_window(text: &str) -> Result<Duration, String> {
         return Err("must be longer than zero".into());
     }
     Ok(duration)
+}
+
+/// Where `flow record`, `flow serve --db` (the systemd unit) and `flow report` keep the store.
+pub const DEFAULT_DB: &str = "/var/lib/flow/flow.db";
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The store: an SQLite file, created when missing (its directory must exist).
+    #[arg(long, default_value = DEFAULT_DB, value_name = "PATH")]
+    pub db: std::path::PathBuf,
+    /// How often to measure and write (one transaction each).
+    #[arg(long, default_value = "1s", value_parser = parse_window)]
+    pub interval: Duration,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub filters: Filters,
+    /// Benchmarks: write this much synthetic traffic, ending now, through the same writer (no
+    /// kernel program), print one JSON line and exit.
+    #[arg(long, hide = true, value_parser = parse_window, value_name = "DURATION")]
+    pub synthetic: Option<Duration>,
+    #[arg(long, hide = true, default_value_t = 10_000)]
+    pub synthetic_connections: u64,
+    #[arg(long, hide = true, default_value_t = 100)]
+    pub synthetic_active: u64,
+}
+
+/// How a flight-recorder store is bounded (`flow record`, `flow serve --db`).
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// Tiers as RESOLUTION:RETENTION, finest first: the interval's own samples (`raw`), then
+    /// rollups; each tier's samples are rolled into the next when they outlive its retention,
+    /// and the last tier's are deleted.
+    #[arg(long, default_value = crate::record::DEFAULT_TIERS, value_name = "TIERS")]
+    pub retention: String,
+    /// Size cap of the store (e.g. 512MiB, 2GB); past it the oldest samples go first.
+    #[arg(long, default_value = "512MiB", value_parser = crate::record::parse_size, value_name = "SIZE")]
+    pub max_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The store `flow record` or `flow serve --db` wrote.
+    #[arg(long, default_value = DEFAULT_DB, value_name = "PATH")]
+    pub db: std::path::PathBuf,
+    /// What was live at this instant, and what it moved in the sample holding it.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["since", "until"], required_unless_present = "since")]
+    pub at: Option<String>,
+    /// Start of the range.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// End of the range [default: now].
+    #[arg(long, value_name = "TIME", requires = "since")]
+    pub until: Option<String>,
+    /// Group rows by connection, process, container, remote (name or address) or protocol.
+    #[arg(long, default_value = "connection", value_name = "connection|process|container|remote|protocol")]
+    pub by: crate::record::GroupBy,
+    /// Show the N busiest rows (0: all).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the top rows' bandwidth over the range into a PNG or SVG file.
+    #[arg(long, value_name = "FILE.png|FILE.svg", requires = "since")]
+    pub plot: Option<std::path::PathBuf>,
 }

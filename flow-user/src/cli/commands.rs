@@ -15,6 +15,8 @@ pub fn run(cli: Cli, interrupt: Interrupt) -> Result<()> {
     match cli.command {
         Command::Top(args) => top::run(&args, options, &interrupt),
         Command::Serve(args) => serve::run(&args, options, &interrupt),
+        Command::Record(args) => super::record::run(&args, options, &interrupt),
+        Command::Report(args) => super::report::run(&args),
         Command::Generate { what } => super::generate::run(&what),
         Command::List(command) => {
             let mut monitor = open_monitor(&options, &interrupt)?;

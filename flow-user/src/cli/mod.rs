@@ -6,6 +6,8 @@ mod generate;
 mod interrupt;
 mod listing;
 mod output;
+mod record;
+mod report;
 mod serve;
 mod session;
 mod top;

@@ -4,6 +4,7 @@
 mod format;
 mod health;
 mod http;
+mod recording;
 mod traffic;
 mod web_config;
 
@@ -12,7 +13,10 @@ use std::{sync::Arc, time::Instant};
 use anyhow::Result;
 use prometheus_client::registry::Registry;
 
-use self::{health::HealthMetrics, http::Server, traffic::Traffic, web_config::WebConfig};
+use self::{
+    health::HealthMetrics, http::Server, recording::Recording, traffic::Traffic,
+    web_config::WebConfig,
+};
 use super::{
     args::ServeArgs,
     interrupt::{Interrupt, Interrupted},
@@ -28,6 +32,10 @@ pub fn run(args: &ServeArgs, mut options: MonitorOptions, interrupt: &Interrupt)
         None => WebConfig::none(),
     };
     let scheme = web.scheme();
+    let record = match &args.db {
+        Some(path) => Some((path.clone(), args.store.config(args.interval)?)),
+        None => None,
+    };
     http::raise_descriptor_limit();
     let listener = http::bind(&args.listen)?;
     let address = http::local_addr(&listener);
@@ -42,12 +50,21 @@ pub fn run(args: &ServeArgs, mut options: MonitorOptions, interrupt: &Interrupt)
         .then(|| usize::try_from(args.max_series).unwrap_or(usize::MAX));
     let mut traffic = Traffic::register(&mut registry, max_connections, args.expire_after);
     let mut health = HealthMetrics::register(&mut registry, monitor.health());
+    let mut recording =
+        record.map(|(path, config)| Recording::start(&mut registry, path, config));
     let server = Server::start(listener, Arc::new(registry), web)?;
     if let Some(address) = address {
         eprintln!("flow: serving {scheme}://{address}/metrics");
     }
 
-    let result = measure(&mut monitor, args, interrupt, &mut traffic, &mut health);
+    let result = measure(
+        &mut monitor,
+        args,
+        interrupt,
+        &mut traffic,
+        &mut health,
+        &mut recording,
+    );
     server.stop();
     match result {
         // SIGINT/SIGTERM is how a service manager stops the exporter: a clean exit.
@@ -64,6 +81,7 @@ fn measure(
     interrupt: &Interrupt,
     traffic: &mut Traffic,
     health: &mut HealthMetrics,
+    recording: &mut Option<Recording>,
 ) -> Result<()> {
     let mut next = Instant::now() + args.interval;
     let mut failing = false;
@@ -76,6 +94,9 @@ fn measure(
                 rows.retain(|bw| args.filters.matches(&bw.connection));
                 traffic.record(&rows, Instant::now());
                 health.record(&rows, monitor.health(), took);
+                if let Some(recording) = recording {
+                    recording.record(&rows);
+                }
                 failing = false;
             }
             Err(err) => {
