@@ -65,6 +65,14 @@ pub struct SockCounters {
     /// `jiffies64` of the socket's last TCP state change while it had an entry (typed rungs;
     /// 0 until one happens). With `last_jiffies`, what the incremental read compares.
     pub state_jiffies: u64,
+    /// `bpf_get_current_cgroup_id()` of the last task that moved data (the cgroup v2
+    /// directory's inode), read only when the owning process changes, as `comm` is; 0 before
+    /// the first byte (or without cgroup v2).
+    pub cgroup_id: u64,
+    /// Inode number of the socket's network namespace (as [`SockSeen::netns`]), read when the
+    /// entry is created; 0 if it could not be read (no BTF offsets).
+    pub netns: u32,
+    pub _reserved: u32,
 }
 
 /// Bits of [`SockCounters::flags`].
@@ -294,9 +302,11 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<SockTuple>(), 40);
-        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8 + 8 + 8);
+        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8 + 8 + 8 + 8 + 8);
         assert_eq!(core::mem::offset_of!(SockCounters, flags), 124);
         assert_eq!(core::mem::offset_of!(SockCounters, state_jiffies), 136);
+        assert_eq!(core::mem::offset_of!(SockCounters, cgroup_id), 144);
+        assert_eq!(core::mem::offset_of!(SockCounters, netns), 152);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
         assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
         assert_eq!(size_of::<SockSeen>(), 56 + 40);

@@ -3,6 +3,7 @@
 
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated,
+    generated::bpf_get_current_cgroup_id,
 };
 use flow_common::{SockCounters, DIRECTION_RX, DIRECTION_TX};
 
@@ -39,8 +40,13 @@ pub fn add(counters: &mut SockCounters, bytes: u64, direction: Direction) {
     counters.last_jiffies = unsafe { generated::bpf_jiffies64() };
     let pid_tgid = bpf_get_current_pid_tgid();
     if counters.pid_tgid >> 32 != pid_tgid >> 32 {
-        // Only when the owning process changes: copying comm on every event costs.
+        // Only when the owning process changes: copying comm on every event costs. The cgroup
+        // (for attribution) follows the process the same way: a process that moves to another
+        // cgroup while it keeps the socket keeps the old id (the rare case, not worth a helper
+        // call per event).
         counters.comm = bpf_get_current_comm().unwrap_or_default();
+        // SAFETY: no arguments; allowed in every tracing program type.
+        counters.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     }
     counters.pid_tgid = pid_tgid;
 }

@@ -11,6 +11,7 @@ use crate::{
     counting::{add, fresh, Direction},
     publish::{bump, publish_closed},
     read::read_tuple,
+    table::netns_of,
 };
 
 #[inline(always)]
@@ -37,7 +38,10 @@ fn create(sk: SockKey) -> Option<*mut SockCounters> {
             bump(stat::INSERTS);
             if let Some(entry) = SOCKETS.get_ptr_mut(&sk) {
                 // SAFETY: `entry` comes from a successful lookup.
-                unsafe { read_tuple(sk, &mut (*entry).tuple) };
+                unsafe {
+                    read_tuple(sk, &mut (*entry).tuple);
+                    (*entry).netns = netns_of(sk);
+                }
             }
         }
         Err(_) => {

@@ -19,6 +19,7 @@ use crate::{
     counting::{add, fresh, Direction},
     publish::{bump, publish_closed, publish_state_closed},
     read::read_tuple,
+    table::netns_of,
 };
 
 #[inline(always)]
@@ -74,6 +75,7 @@ fn create(sk: SockKey) -> *mut SockCounters {
             bump(stat::INSERTS);
             read_tuple(sk, &mut (*counters).tuple);
             (*counters).cookie = bpf_get_socket_cookie(sk as *mut c_void);
+            (*counters).netns = netns_of(sk);
         }
     }
     counters

@@ -162,9 +162,23 @@ fn fill(sk: SockKey, seen: &mut SockSeen) {
     unsafe { read_tuple(sk, &mut seen.tuple) };
     // SAFETY: the helper takes the typed socket and gives a cookie to one that has none.
     seen.cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
+    seen.netns = netns_of(sk);
+}
+
+/// Inode number of the socket's network namespace (`sk->__sk_common.skc_net.net->ns.inum`),
+/// through checked reads at the BTF offsets; 0 when the loader had none. Works on any socket
+/// pointer (typed or not): the entry makers of every rung call it once per entry.
+#[inline(always)]
+pub fn netns_of(sk: SockKey) -> u32 {
+    let sk_net = offset!(sk_net);
+    if sk_net == 0 {
+        return 0;
+    }
     let mut net = 0u64;
-    read_kernel(&mut net, sk, offset!(sk_net) as usize);
-    read_kernel(&mut seen.netns, net, offset!(net_inum) as usize);
+    read_kernel(&mut net, sk, sk_net as usize);
+    let mut inum = 0u32;
+    read_kernel(&mut inum, net, offset!(net_inum) as usize);
+    inum
 }
 
 /// One object per socket: if the second write overflows the seq_file buffer, the kernel drops

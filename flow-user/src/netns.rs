@@ -11,6 +11,7 @@ use std::{
     os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
     thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{anyhow, Context, Result};
@@ -120,6 +121,129 @@ pub fn run_in<T: Send>(
             .join()
             .map_err(|_| anyhow!("the reader of network namespace {} panicked", netns.inode))?
     })
+}
+
+/// The host's namespaces, rediscovered at most every [`NamespaceCache::INTERVAL`] (a discovery
+/// stats every process's `ns/net`: about a millisecond per thousand processes).
+#[derive(Debug)]
+pub struct NamespaceCache {
+    proc_root: PathBuf,
+    run_netns: PathBuf,
+    own: Option<u64>,
+    found: Option<(Instant, Discovery)>,
+}
+
+impl NamespaceCache {
+    pub const INTERVAL: Duration = Duration::from_secs(2);
+
+    /// `/proc` and `/run/netns`.
+    pub fn host() -> NamespaceCache {
+        NamespaceCache::new(PathBuf::from("/proc"), PathBuf::from("/run/netns"))
+    }
+
+    pub fn new(proc_root: PathBuf, run_netns: PathBuf) -> NamespaceCache {
+        NamespaceCache {
+            proc_root,
+            run_netns,
+            own: None,
+            found: None,
+        }
+    }
+
+    /// This process's namespace (0 if it cannot be read).
+    pub fn own(&mut self) -> u64 {
+        if self.own.is_none() {
+            self.own = Some(own(&self.proc_root).map_or(0, |n| n.inode));
+        }
+        self.own.unwrap_or(0)
+    }
+
+    /// Every namespace, this process's first; at most [`Self::INTERVAL`] old.
+    pub fn current(&mut self) -> &Discovery {
+        let stale = self
+            .found
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= Self::INTERVAL);
+        if stale {
+            let found = discover(&self.proc_root, &self.run_netns);
+            self.found = Some((Instant::now(), found));
+        }
+        &self.found.as_ref().expect("just set").1
+    }
+
+    /// The next [`Self::current`] discovers again (a namespace's path vanished).
+    pub fn forget(&mut self) {
+        self.found = None;
+    }
+}
+
+/// What [`read_each`] could not read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Namespaces whose path vanished since discovery (their process exited).
+    pub vanished: Vec<u64>,
+    /// Namespaces that could not be entered (without `CAP_SYS_ADMIN`), with the reason.
+    pub refused: Vec<(u64, String)>,
+}
+
+impl Skipped {
+    pub fn count(&self) -> usize {
+        self.vanished.len() + self.refused.len()
+    }
+
+    /// One line naming every skipped namespace, `None` when none was.
+    pub fn describe(&self) -> Option<String> {
+        if self.count() == 0 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if !self.vanished.is_empty() {
+            parts.push(format!("gone since discovery: {:?}", self.vanished));
+        }
+        for (inode, reason) in &self.refused {
+            parts.push(format!("{inode}: {reason}"));
+        }
+        Some(format!(
+            "{} network namespace(s) not read ({})",
+            self.count(),
+            parts.join("; ")
+        ))
+    }
+}
+
+/// Runs `work` once inside each of `namespaces` (see [`run_in`]), in order, and returns each
+/// result with its namespace's inode. A namespace that cannot be entered is skipped and
+/// reported; an error of `work` itself is returned.
+pub fn read_each<T: Send>(
+    namespaces: &[Netns],
+    own: u64,
+    mut work: impl FnMut(&Netns) -> Result<T> + Send,
+) -> Result<(Vec<(u64, T)>, Skipped)> {
+    let mut out = Vec::with_capacity(namespaces.len());
+    let mut skipped = Skipped::default();
+    for netns in namespaces {
+        let entered = std::sync::atomic::AtomicBool::new(false);
+        let result = run_in(netns, own, || {
+            entered.store(true, std::sync::atomic::Ordering::Relaxed);
+            work(netns)
+        });
+        match result {
+            Ok(value) => out.push((netns.inode, value)),
+            Err(err) if entered.load(std::sync::atomic::Ordering::Relaxed) => return Err(err),
+            Err(err) => {
+                let gone = err
+                    .downcast_ref::<std::io::Error>()
+                    .or_else(|| err.root_cause().downcast_ref::<std::io::Error>())
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                if gone {
+                    skipped.vanished.push(netns.inode);
+                } else {
+                    skipped.refused.push((netns.inode, format!("{err:#}")));
+                }
+            }
+        }
+    }
+    Ok((out, skipped))
 }
 
 #[cfg(test)]

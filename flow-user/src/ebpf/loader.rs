@@ -53,6 +53,13 @@ pub struct KernelProgram {
     payload_bytes: u32,
     /// The read buffer of the socket iterator, kept between polls.
     pub(super) iter_buffer: Vec<u8>,
+    /// The host's network namespaces, where each `iter/tcp` read runs once.
+    pub(super) namespaces: crate::netns::NamespaceCache,
+    /// Per namespace, where its next incremental read starts (`iter/tcp` fallback).
+    pub(super) namespace_ticks: super::reader::NamespaceTicks,
+    /// Namespaces the latest read skipped, and those it could not enter (logged on change).
+    pub(super) namespaces_unreadable: u64,
+    pub(super) namespaces_refused: Vec<u64>,
 }
 
 impl KernelProgram {
@@ -97,6 +104,10 @@ impl KernelProgram {
                         map_entries: options.map_entries.max(1),
                         payload_bytes,
                         iter_buffer: Vec::new(),
+                        namespaces: crate::netns::NamespaceCache::host(),
+                        namespace_ticks: Default::default(),
+                        namespaces_unreadable: 0,
+                        namespaces_refused: Vec::new(),
                     });
                 }
                 Err(err) => refused.push(Refusal {

@@ -76,7 +76,10 @@ impl KernelProgram {
     }
 
     /// Every TCP socket of the host, with its entry where it has one: one run of the `iter/tcp`
-    /// program (socket-local storage rungs only).
+    /// program per network namespace (the program walks the namespace of the thread that
+    /// starts it; each run starts on a thread inside its namespace), the rows concatenated.
+    /// Socket-local storage rungs only. Namespaces that cannot be entered are skipped
+    /// ([`Self::namespaces_unreadable`]).
     pub fn socket_table(&mut self) -> Result<Vec<TableRow>> {
         if self.rung().store() != Store::Local {
             return Err(anyhow!(
@@ -84,17 +87,68 @@ impl KernelProgram {
                 self.rung()
             ));
         }
+        let files = self.start_in_namespaces(programs::SOCKET_ITER)?;
+        let mut rows = Vec::new();
+        for (_, file) in files {
+            rows.extend(
+                read_rows(file, &mut self.iter_buffer)
+                    .context("reading the socket iterator")?
+                    .finish(),
+            );
+        }
+        Ok(rows)
+    }
+
+    /// Starts a run of the `iter/tcp` program `name` in every network namespace: one link, and
+    /// an iterator created on it by a thread inside each namespace (the kernel takes the
+    /// creating thread's namespace). Returns each run's file with its namespace's inode.
+    fn start_in_namespaces(&mut self, name: &str) -> Result<Vec<(u64, std::fs::File)>> {
         let program: &mut Iter = self
             .ebpf
-            .program_mut(programs::SOCKET_ITER)
-            .ok_or_else(|| anyhow!("program {} missing", programs::SOCKET_ITER))?
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?
             .try_into()?;
-        // A link per read-out: the iterator's file keeps what it needs, the link can go.
-        let link = program.attach().context("attaching the socket iterator")?;
-        let file = program.take_link(link)?.into_file()?;
-        Ok(read_rows(file, &mut self.iter_buffer)
-            .context("reading the socket iterator")?
-            .finish())
+        let link = sys::iter_link(program.fd()?.as_fd())
+            .with_context(|| format!("attaching the iterator {name}"))?;
+        let own = self.namespaces.own();
+        let namespaces = self.namespaces.current().namespaces.clone();
+        let link_fd = link.as_fd();
+        let (files, skipped) = crate::netns::read_each(&namespaces, own, |_| {
+            Ok(std::fs::File::from(
+                sys::iter_create(link_fd).context("starting a socket iterator")?,
+            ))
+        })?;
+        self.note_skipped(&skipped);
+        Ok(files)
+    }
+
+    /// Records the namespaces a read could not enter: their count for health, one log line
+    /// when the set changes, and a fresh discovery next time when one vanished.
+    pub fn note_skipped(&mut self, skipped: &crate::netns::Skipped) {
+        self.namespaces_unreadable = skipped.count() as u64;
+        if !skipped.vanished.is_empty() {
+            self.namespaces.forget();
+        }
+        let refused: Vec<u64> = skipped.refused.iter().map(|(inode, _)| *inode).collect();
+        match skipped.describe() {
+            Some(line) if refused != self.namespaces_refused => log::warn!("{line}"),
+            Some(line) => log::debug!("{line}"),
+            None => {}
+        }
+        self.namespaces_refused = refused;
+    }
+
+    /// Network namespaces the latest read skipped (gone since discovery, or not enterable:
+    /// entering another namespace needs `CAP_SYS_ADMIN`).
+    pub fn namespaces_unreadable(&self) -> u64 {
+        self.namespaces_unreadable
+    }
+
+    /// Every network namespace of the host (at most a few seconds old), this process's first,
+    /// with this process's namespace inode: where the untyped rungs read their tables.
+    pub fn namespaces(&mut self) -> (Vec<crate::netns::Netns>, u64) {
+        let own = self.namespaces.own();
+        (self.namespaces.current().namespaces.clone(), own)
     }
 
     /// The entries of socket-local storage that changed (moved a byte or changed TCP state)
@@ -103,9 +157,12 @@ impl KernelProgram {
     /// An entry updated while a read runs may come in two reads: its counters are cumulative.
     ///
     /// One run of the `iter/bpf_sk_storage_map` program, which walks the storage itself, in
-    /// every network namespace; where the kernel refused that program at load, one run of an
-    /// `iter/tcp` program that reads the same rows for the reader's network namespace only
-    /// (`all_namespaces` says which). Socket-local storage rungs only.
+    /// every network namespace (`all_namespaces`); where the kernel refused that program at
+    /// load, one run of an `iter/tcp` program per network namespace, each on a thread inside
+    /// it. Each namespace's run reports what changed since that namespace's previous run
+    /// started (a namespace read for the first time, or skipped since, reads from tick 0), so
+    /// nothing that changed while the others were read is missed. Socket-local storage rungs
+    /// only.
     pub fn changed_sockets(&mut self) -> Result<ChangedRead> {
         if self.rung().store() != Store::Local {
             return Err(anyhow!(
@@ -113,47 +170,66 @@ impl KernelProgram {
                 self.rung()
             ));
         }
-        let all_namespaces = self.store_iter_link.is_some();
+        if self.store_iter_link.is_none() {
+            return self.changed_per_namespace();
+        }
         // Since tick 0, every entry is new: a full read.
         let full = self.read_since()? == 0;
-        let file = match &self.store_iter_link {
-            Some(link) => std::fs::File::from(
-                sys::iter_create(link.as_fd()).context("starting the storage iterator")?,
-            ),
-            None => {
-                let program: &mut Iter = self
-                    .ebpf
-                    .program_mut(programs::TCP_DELTA_ITER)
-                    .ok_or_else(|| anyhow!("program {} missing", programs::TCP_DELTA_ITER))?
-                    .try_into()?;
-                let link = program
-                    .attach()
-                    .context("attaching the changed-socket iterator")?;
-                program.take_link(link)?.into_file()?
-            }
-        };
+        let link = self.store_iter_link.as_ref().expect("checked");
+        let file = std::fs::File::from(
+            sys::iter_create(link.as_fd()).context("starting the storage iterator")?,
+        );
         let parser = read_rows(file, &mut self.iter_buffer)
             .context("reading the changed-socket iterator")?;
-        let (Some(start), Some(walked)) = (parser.start, parser.end) else {
-            return Err(anyhow!(
-                "the changed-socket iterator's output lacks its start or end mark"
-            ));
-        };
+        let (start, walked) = marks(&parser)?;
         // The next read reports what changed from this read's start on.
         self.since_map()?
             .set(0, start, 0)
             .context("storing the read tick")?;
+        self.namespaces_unreadable = 0;
         Ok(ChangedRead {
             rows: parser.finish(),
             walked,
-            all_namespaces,
+            all_namespaces: true,
             full,
+            namespaces: 0,
+            namespaces_unreadable: 0,
         })
+    }
+
+    /// [`Self::changed_sockets`] through the `iter/tcp` fallback, once per namespace.
+    fn changed_per_namespace(&mut self) -> Result<ChangedRead> {
+        let full = self.namespace_ticks.is_empty();
+        let files = self.start_in_namespaces(programs::TCP_DELTA_ITER)?;
+        let mut read = ChangedRead {
+            full,
+            namespaces: files.len() as u64,
+            namespaces_unreadable: self.namespaces_unreadable,
+            ..ChangedRead::default()
+        };
+        for (inode, file) in files {
+            // The program reads the tick when it runs, i.e. while this file is read.
+            let since = self.namespace_ticks.since(inode);
+            self.since_map()?
+                .set(0, since, 0)
+                .context("storing the read tick")?;
+            let parser = read_rows(file, &mut self.iter_buffer)
+                .context("reading the changed-socket iterator")?;
+            let (start, walked) = marks(&parser)?;
+            self.namespace_ticks.record(inode, start);
+            read.walked += walked;
+            read.rows.extend(parser.finish());
+        }
+        let discovered = &self.namespaces.current().namespaces;
+        self.namespace_ticks
+            .retain(|inode| discovered.iter().any(|n| n.inode == inode));
+        Ok(read)
     }
 
     /// The next [`Self::changed_sockets`] returns every entry again (a reader that lost its
     /// baselines).
     pub fn reset_changes(&mut self) -> Result<()> {
+        self.namespace_ticks.clear();
         self.since_map()?
             .set(0, 0, 0)
             .context("resetting the read tick")
@@ -254,11 +330,56 @@ pub struct ChangedRead {
     /// Entries (storage iterator) or TCP sockets (`iter/tcp` fallback) the program visited,
     /// changed or not.
     pub walked: u64,
-    /// True when the read walked the storage itself, so every network namespace; false when
-    /// the kernel refused that iterator and the read covered the reader's namespace only.
+    /// True when the read walked the storage itself, so every network namespace in one walk;
+    /// false when the kernel refused that iterator and the read ran the `iter/tcp` fallback
+    /// once per namespace (`namespaces`).
     pub all_namespaces: bool,
     /// True when the read returned every entry (the first, or the first after a reset).
     pub full: bool,
+    /// `iter/tcp` fallback: the network namespaces read, and those skipped (gone since
+    /// discovery, or not enterable). 0 and 0 on the storage walk.
+    pub namespaces: u64,
+    pub namespaces_unreadable: u64,
+}
+
+/// Per network namespace, the tick the previous `iter/tcp` read of it started at: the next
+/// read of that namespace reports what changed from then on. A namespace never read (new, or
+/// skipped so far) reads from tick 0, everything.
+#[derive(Clone, Debug, Default)]
+pub(super) struct NamespaceTicks(rustc_hash::FxHashMap<u64, u64>);
+
+impl NamespaceTicks {
+    pub fn since(&self, netns: u64) -> u64 {
+        self.0.get(&netns).copied().unwrap_or(0)
+    }
+
+    /// A read of `netns` that started at `start` went through.
+    pub fn record(&mut self, netns: u64, start: u64) {
+        self.0.insert(netns, start);
+    }
+
+    /// Forgets namespaces that no longer exist.
+    pub fn retain(&mut self, exists: impl Fn(u64) -> bool) {
+        self.0.retain(|inode, _| exists(*inode));
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The START mark's tick and the END mark's count of a changed-socket read.
+fn marks(parser: &TableParser) -> Result<(u64, u64)> {
+    match (parser.start, parser.end) {
+        (Some(start), Some(walked)) => Ok((start, walked)),
+        _ => Err(anyhow!(
+            "the changed-socket iterator's output lacks its start or end mark"
+        )),
+    }
 }
 
 /// Reads an iterator's output to its end, parsing as it goes, a buffer at a time: the whole
@@ -455,6 +576,27 @@ mod tests {
             .collect();
         parsed.sort();
         assert_eq!(parsed, vec![(11, Some(11)), (12, None), (13, Some(30))]);
+    }
+
+    #[test]
+    fn each_namespace_reads_from_its_own_previous_start() {
+        let mut ticks = NamespaceTicks::default();
+        assert!(ticks.is_empty());
+        // First poll: both namespaces from 0; their reads start one tick apart.
+        assert_eq!((ticks.since(10), ticks.since(20)), (0, 0));
+        ticks.record(10, 1_000);
+        ticks.record(20, 1_001);
+        // A namespace that appears (or could not be entered before) reads everything; the
+        // others read from their own previous start, never from a later namespace's.
+        assert_eq!(
+            (ticks.since(10), ticks.since(20), ticks.since(30)),
+            (1_000, 1_001, 0)
+        );
+        ticks.retain(|inode| inode != 20);
+        assert_eq!(ticks.since(20), 0);
+        ticks.clear();
+        assert!(ticks.is_empty());
+        assert_eq!(ticks.since(10), 0);
     }
 
     fn mark(kind: u64, value: u64) -> Vec<u8> {

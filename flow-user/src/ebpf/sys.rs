@@ -99,6 +99,18 @@ pub fn map_iter_link(program: BorrowedFd<'_>, map: BorrowedFd<'_>) -> io::Result
     bpf(BPF_LINK_CREATE, &mut attr).map(owned)
 }
 
+/// `BPF_LINK_CREATE` of a loaded iterator program that takes no map (`iter/tcp`): one link,
+/// on which [`iter_create`] can start runs in several network namespaces (the run's namespace
+/// is the creating thread's).
+pub fn iter_link(program: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut attr = LinkCreateAttr {
+        prog_fd: program.as_raw_fd() as u32,
+        attach_type: BPF_TRACE_ITER,
+        ..LinkCreateAttr::default()
+    };
+    bpf(BPF_LINK_CREATE, &mut attr).map(owned)
+}
+
 /// `BPF_ITER_CREATE`: a new run of the iterator behind `link`; reading the fd runs it.
 pub fn iter_create(link: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let mut attr = IterCreateAttr {
@@ -142,5 +154,6 @@ mod tests {
         assert!(iter_create(stdin).is_err());
         assert!(recursion_misses(stdin).is_err());
         assert!(map_iter_link(stdin, stdin).is_err());
+        assert!(iter_link(stdin).is_err());
     }
 }

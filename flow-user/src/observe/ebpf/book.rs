@@ -3,12 +3,20 @@
 //! kernel records.
 
 use rustc_hash::FxHashMap as HashMap;
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use flow_common::{SockClosed, SockCounters, SockKey};
 
 use super::super::facts::ConnectionFacts;
-use crate::{ebpf::PayloadSeen, model::Counters, procfs::Owner};
+use crate::{
+    attribution::{Attribution, Attributor},
+    ebpf::PayloadSeen,
+    model::Counters,
+    procfs::Owner,
+};
 
 /// How long what was learned about a socket outlives its last sighting or its close event:
 /// a late (second) close event must find it.
@@ -123,4 +131,18 @@ pub fn kernel_counters(counters: &SockCounters, (tx_packets, rx_packets): (u64, 
         tx_packets,
         rx_packets,
     }
+}
+
+/// What the cgroup the kernel saw moving data says (`cgroup_id`: `bpf_get_current_cgroup_id()`,
+/// 0 when no task was seen); no attribution when the id is unknown (or no longer a cgroup).
+pub fn attribution_of(attributor: &mut Attributor, cgroup_id: u64) -> Arc<Attribution> {
+    (cgroup_id != 0)
+        .then(|| attributor.attribute_id(cgroup_id))
+        .flatten()
+        .unwrap_or_else(Attribution::none)
+}
+
+/// A namespace inode the kernel recorded, `None` when it could not read one.
+pub fn netns_of(inode: u32) -> Option<u64> {
+    (inode != 0).then_some(u64::from(inode))
 }

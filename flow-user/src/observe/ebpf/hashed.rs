@@ -1,19 +1,24 @@
 //! Untyped rungs (LRU hash): entries carry no cookie and no socket facts, so each is joined by
-//! 4-tuple with its `/proc/net/tcp` row and sock_diag's extras (`hashed_sources`). Ids are
+//! network namespace and 4-tuple with its `/proc/net/tcp` row and sock_diag's extras
+//! (`hashed_sources`). Ids are
 //! fixed at a socket's first sighting and kept through its close event.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
-use std::{path::Path, time::Instant};
+use std::{path::Path, sync::Arc, time::Instant};
 
 use anyhow::Result;
 use flow_common::{SockClosed, SockCounters, SockKey};
 
 use super::{
     super::{facts::ConnectionFacts, ConnectionParts, ObservedSocket},
-    book::{kernel_counters, owner_or_mover, Closes, FactsBook, KernelIdentity, IDENTITY_GRACE},
-    hashed_sources::{read_sources, Addrs, Extras, Listed, Sources},
+    book::{
+        attribution_of, kernel_counters, owner_or_mover, Closes, FactsBook, KernelIdentity,
+        IDENTITY_GRACE,
+    },
+    hashed_sources::{place_of, read_sources, Extras, Listed, Place, Sources},
 };
 use crate::{
+    attribution::{Attribution, Attributor},
     ebpf::{tuple_addrs, KernelProgram},
     id::kernel_generation,
     model::{Counters, TcpState},
@@ -39,6 +44,8 @@ struct Known {
     /// The cookie, when it was known at the first sighting (then it is the id).
     cookie: Option<u64>,
     packets: (u64, u64),
+    /// The cgroup id the kernel saw last and its attribution (resolved when the id changes).
+    cgroup: Option<(u64, Arc<Attribution>)>,
     last_seen: Instant,
 }
 
@@ -54,20 +61,23 @@ pub struct HashedPoll {
 pub struct HashedBook {
     known: HashMap<KernelIdentity, Known>,
     closes: Closes<KernelIdentity>,
-    /// How each 4-tuple's socket was last listed (see [`HashedBook::remember_rows`]): a
-    /// socket listed before it had an entry keeps its inode-based id through its close event.
-    last_rows: HashMap<Addrs, LastRow>,
+    /// How each namespace and 4-tuple's socket was last listed (see
+    /// [`HashedBook::remember_rows`]): a socket listed before it had an entry keeps its
+    /// inode-based id through its close event.
+    last_rows: HashMap<Place, LastRow>,
     /// When the previous observation was made.
     last_poll: Option<Instant>,
 }
 
 impl HashedBook {
+    #[allow(clippy::too_many_arguments)]
     pub fn poll(
         &mut self,
         program: &mut KernelProgram,
         proc_root: &Path,
         owners: &mut OwnerCache,
         facts: &FactsBook,
+        attributor: &mut Attributor,
         closed_events: Vec<SockClosed>,
         at: Instant,
     ) -> Result<HashedPoll> {
@@ -76,20 +86,22 @@ impl HashedBook {
             entries,
             listed,
             malformed,
+            own_netns,
         } = &sources;
         owners.refresh(listed.values().map(|l| l.row.inode).filter(|i| *i != 0));
 
         let mut sockets = Vec::with_capacity(listed.len());
-        let mut counted: FxHashSet<Addrs> = Default::default();
+        let mut counted: FxHashSet<Place> = Default::default();
         for (sock, counters) in entries {
             // Family 0: an entry created an instant ago whose tuple is still being written; its
             // bytes stay in the map and show at the next poll.
             let Some(addrs) = tuple_addrs(&counters.tuple) else {
                 continue;
             };
-            counted.insert(addrs);
+            let place = place_of(counters, addrs, *own_netns);
+            counted.insert(place);
             let (row, extra) = listed
-                .get(&addrs)
+                .get(&place)
                 .map_or((None, None), |l| (Some(&l.row), l.extras.as_ref()));
             let identity = (*sock, counters.first_ns);
             // Its inode now, or (closed by its process since: orphaned sockets have none) the
@@ -97,7 +109,7 @@ impl HashedBook {
             let listed_inode = row
                 .map(|r| r.inode)
                 .filter(|i| *i != 0)
-                .or_else(|| Some(self.listed(&addrs, counters.cookie)?.inode));
+                .or_else(|| Some(self.listed(&place, counters.cookie)?.inode));
             let known = remember(
                 &mut self.known,
                 identity,
@@ -105,10 +117,11 @@ impl HashedBook {
                 row,
                 owners,
                 extra,
+                (counters.cgroup_id, &mut *attributor),
                 at,
             );
             sockets.push(live_socket(
-                addrs,
+                place,
                 counters,
                 row,
                 known,
@@ -116,26 +129,28 @@ impl HashedBook {
             ));
         }
         // Sockets that have not moved a byte since the program was loaded.
-        for (addrs, Listed { row, extras }) in listed {
-            if row.inode == 0 || row.state == TcpState::Listen || counted.contains(addrs) {
+        for (place, Listed { row, extras }) in listed {
+            if row.inode == 0 || row.state == TcpState::Listen || counted.contains(place) {
                 continue;
             }
             let extra = extras.as_ref();
             let owner = owners.get(row.inode);
+            let mut connection = ConnectionParts {
+                local: place.1,
+                remote: place.2,
+                state: row.state,
+                inode: row.inode,
+                uid: Some(row.uid),
+                pid: owner.map(|o| o.pid),
+                process: owner.map(|o| o.process.clone()),
+                cookie: extra.map(|e| e.cookie),
+                generation: row.inode,
+                active: true,
+            }
+            .build();
+            connection.netns = Some(place.0);
             sockets.push(ObservedSocket {
-                connection: ConnectionParts {
-                    local: addrs.0,
-                    remote: addrs.1,
-                    state: row.state,
-                    inode: row.inode,
-                    uid: Some(row.uid),
-                    pid: owner.map(|o| o.pid),
-                    process: owner.map(|o| o.process.clone()),
-                    cookie: extra.map(|e| e.cookie),
-                    generation: row.inode,
-                    active: true,
-                }
-                .build(),
+                connection,
                 counters: Counters {
                     tx_packets: extra.map_or(0, |e| e.segs_out),
                     rx_packets: extra.map_or(0, |e| e.segs_in),
@@ -154,17 +169,19 @@ impl HashedBook {
             .iter()
             .filter_map(|event| {
                 let addrs = tuple_addrs(&event.counters.tuple)?;
+                let place = place_of(&event.counters, addrs, *own_netns);
                 let identity = (event.sock, event.counters.first_ns);
                 let known = self.known.remove(&identity).or_else(|| {
-                    let last = self.listed(&addrs, event.counters.cookie)?;
+                    let last = self.listed(&place, event.counters.cookie)?;
                     Some(Known::from_row(last.inode, last.uid, at))
                 });
                 Some(closed_socket(
                     event.sock,
-                    addrs,
+                    place,
                     &event.counters,
                     known,
                     facts.get(&identity),
+                    attributor,
                 ))
             })
             .collect();
@@ -190,8 +207,8 @@ impl HashedBook {
     /// How `addrs`' socket was listed, if that listing was the socket with this `cookie`. Without
     /// a cookie (untyped rungs) only the previous poll's listing counts: an older one may be a
     /// previous socket on the same 4-tuple.
-    fn listed(&self, addrs: &Addrs, cookie: u64) -> Option<&LastRow> {
-        let last = self.last_rows.get(addrs)?;
+    fn listed(&self, place: &Place, cookie: u64) -> Option<&LastRow> {
+        let last = self.last_rows.get(place)?;
         let same = match cookie {
             0 => Some(last.seen) == self.last_poll,
             cookie => last.cookie == Some(cookie),
@@ -201,8 +218,8 @@ impl HashedBook {
 
     /// Keeps each listed socket's inode and uid for its close event (which may come polls
     /// later, when its row is gone or shows no inode: orphaned by its process, or TIME_WAIT).
-    fn remember_rows(&mut self, listed: &HashMap<Addrs, Listed>, at: Instant) {
-        for (addrs, Listed { row, extras }) in listed {
+    fn remember_rows(&mut self, listed: &HashMap<Place, Listed>, at: Instant) {
+        for (place, Listed { row, extras }) in listed {
             let cookie = extras.map(|e| e.cookie);
             if row.inode != 0 {
                 let last = LastRow {
@@ -211,8 +228,8 @@ impl HashedBook {
                     cookie,
                     seen: at,
                 };
-                self.last_rows.insert(*addrs, last);
-            } else if let Some(last) = self.last_rows.get_mut(addrs) {
+                self.last_rows.insert(*place, last);
+            } else if let Some(last) = self.last_rows.get_mut(place) {
                 if cookie.is_some() && last.cookie == cookie {
                     last.seen = at;
                 }
@@ -234,12 +251,14 @@ impl Known {
             owner: None,
             cookie: None,
             packets: (0, 0),
+            cgroup: None,
             last_seen: now,
         }
     }
 }
 
 /// Updates and returns what is known about a live kernel entry.
+#[allow(clippy::too_many_arguments)]
 fn remember<'a>(
     known: &'a mut HashMap<KernelIdentity, Known>,
     identity: KernelIdentity,
@@ -247,6 +266,7 @@ fn remember<'a>(
     row: Option<&TcpRow>,
     owners: &OwnerCache,
     extra: Option<&Extras>,
+    (cgroup_id, attributor): (u64, &mut Attributor),
     now: Instant,
 ) -> &'a Known {
     let known = known.entry(identity).or_insert_with(|| Known {
@@ -257,9 +277,14 @@ fn remember<'a>(
         // Known now: the id is the cookie for the socket's whole life.
         cookie: extra.map(|e| e.cookie).filter(|c| *c != 0),
         packets: (0, 0),
+        cgroup: None,
         last_seen: now,
     });
     known.last_seen = now;
+    if cgroup_id != 0 && known.cgroup.as_ref().is_none_or(|(id, _)| *id != cgroup_id) {
+        // attribution: resolved once per cgroup id change (ids come from the kernel entry).
+        known.cgroup = Some((cgroup_id, attribution_of(attributor, cgroup_id)));
+    }
     if let Some(row) = row.filter(|r| r.inode != 0) {
         known.inode = row.inode;
         known.uid = Some(row.uid);
@@ -276,27 +301,32 @@ fn remember<'a>(
 }
 
 fn live_socket(
-    addrs: Addrs,
+    place: Place,
     counters: &SockCounters,
     row: Option<&TcpRow>,
     known: &Known,
     facts: Option<&ConnectionFacts>,
 ) -> ObservedSocket {
     let (pid, process) = owner_or_mover(known.owner.as_ref(), counters);
+    let mut connection = ConnectionParts {
+        local: place.1,
+        remote: place.2,
+        state: row.map_or(TcpState::Established, |r| r.state),
+        inode: known.inode,
+        uid: known.uid,
+        pid,
+        process,
+        cookie: known.cookie,
+        generation: known.generation,
+        active: true,
+    }
+    .build_with(facts);
+    connection.netns = Some(place.0);
+    if let Some((_, attribution)) = &known.cgroup {
+        connection.attribution = attribution.clone();
+    }
     ObservedSocket {
-        connection: ConnectionParts {
-            local: addrs.0,
-            remote: addrs.1,
-            state: row.map_or(TcpState::Established, |r| r.state),
-            inode: known.inode,
-            uid: known.uid,
-            pid,
-            process,
-            cookie: known.cookie,
-            generation: known.generation,
-            active: true,
-        }
-        .build_with(facts),
+        connection,
         counters: kernel_counters(counters, known.packets),
         rx_queue: row.map_or(0, |r| r.rx_queue),
         tx_queue: row.map_or(0, |r| r.tx_queue),
@@ -306,30 +336,38 @@ fn live_socket(
 
 fn closed_socket(
     sock: SockKey,
-    addrs: Addrs,
+    place: Place,
     counters: &SockCounters,
     known: Option<Known>,
     facts: Option<&ConnectionFacts>,
+    attributor: &mut Attributor,
 ) -> ObservedSocket {
     let generation = known.as_ref().map_or_else(
         || kernel_generation(sock, counters.first_ns),
         |k| k.generation,
     );
     let (pid, process) = owner_or_mover(known.as_ref().and_then(|k| k.owner.as_ref()), counters);
+    let mut connection = ConnectionParts {
+        local: place.1,
+        remote: place.2,
+        state: TcpState::Close,
+        inode: known.as_ref().map_or(0, |k| k.inode),
+        uid: known.as_ref().and_then(|k| k.uid),
+        pid,
+        process,
+        cookie: known.as_ref().and_then(|k| k.cookie),
+        generation,
+        active: false,
+    }
+    .build_with(facts);
+    connection.netns = Some(place.0);
+    // attribution: the cgroup the kernel saw last (the known one when the id did not change).
+    connection.attribution = match known.as_ref().and_then(|k| k.cgroup.as_ref()) {
+        Some((id, attribution)) if *id == counters.cgroup_id => attribution.clone(),
+        _ => attribution_of(attributor, counters.cgroup_id),
+    };
     ObservedSocket {
-        connection: ConnectionParts {
-            local: addrs.0,
-            remote: addrs.1,
-            state: TcpState::Close,
-            inode: known.as_ref().map_or(0, |k| k.inode),
-            uid: known.as_ref().and_then(|k| k.uid),
-            pid,
-            process,
-            cookie: known.as_ref().and_then(|k| k.cookie),
-            generation,
-            active: false,
-        }
-        .build_with(facts),
+        connection,
         counters: kernel_counters(counters, known.map_or((0, 0), |k| k.packets)),
         rx_queue: 0,
         tx_queue: 0,

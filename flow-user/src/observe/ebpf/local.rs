@@ -10,9 +10,10 @@ use flow_common::{SockClosed, SockCounters};
 
 use super::{
     super::{ConnectionParts, ObservedSocket},
-    book::{kernel_counters, owner_or_mover, Closes, FactsBook},
+    book::{attribution_of, kernel_counters, netns_of, owner_or_mover, Closes, FactsBook},
 };
 use crate::{
+    attribution::Attributor,
     ebpf::{tuple_addrs, TableRow},
     id::ConnectionId,
     model::{NetConnection, ProtocolSource, TcpState},
@@ -26,6 +27,8 @@ struct Known {
     owner_inode: u64,
     /// Segments out and in at its last row (close events carry none).
     packets: (u64, u64),
+    /// The cgroup id it was attributed with (0: none yet).
+    cgroup_id: u64,
     last_seen: Instant,
 }
 
@@ -52,6 +55,7 @@ impl LocalBook {
         rows: &[TableRow],
         owners: &mut OwnerCache,
         facts: &FactsBook,
+        attributor: &mut Attributor,
         at: Instant,
         with_idle: bool,
     ) -> Vec<ObservedSocket> {
@@ -90,9 +94,13 @@ impl LocalBook {
                 // An idle socket of the full table: shown, not kept (no close event will come).
                 let inode = seen.inode;
                 let owner = (inode != 0).then(|| owners.get(inode)).flatten();
+                let place = Place {
+                    netns: seen.netns,
+                    attributor: &mut *attributor,
+                };
                 out.push(ObservedSocket {
                     connection: build(
-                        local, remote, state, inode, seen.uid, id, &counters, owner, None,
+                        local, remote, state, inode, seen.uid, id, &counters, owner, None, place,
                     ),
                     counters: kernel_counters(&counters, packets),
                     rx_queue: u64::from(seen.rx_queue),
@@ -105,12 +113,18 @@ impl LocalBook {
             let facts = facts.get(&identity);
             let known = self.live.entry(id).or_insert_with(|| {
                 let owner = (seen.inode != 0).then(|| owners.get(seen.inode)).flatten();
+                let place = Place {
+                    netns: seen.netns,
+                    attributor: &mut *attributor,
+                };
                 Known {
                     connection: build(
                         local, remote, state, seen.inode, seen.uid, id, &counters, owner, facts,
+                        place,
                     ),
                     owner_inode: seen.inode,
                     packets,
+                    cgroup_id: counters.cgroup_id,
                     last_seen: at,
                 }
             });
@@ -131,14 +145,21 @@ impl LocalBook {
             // established, in softirq, has no task).
             let owner_due = inode != 0 && known.owner_inode != inode;
             let mover_due = known.connection.pid.is_none() && counters.pid_tgid != 0;
+            // Another process (in another cgroup) moved data on it.
+            let cgroup_due = counters.cgroup_id != known.cgroup_id;
             if known.connection.state != state
                 || known.connection.inode != inode
                 || owner_due
                 || mover_due
+                || cgroup_due
                 || protocol_changed
             {
+                let place = Place {
+                    netns: seen.netns,
+                    attributor: &mut *attributor,
+                };
                 let mut rebuilt = build(
-                    local, remote, state, inode, seen.uid, id, &counters, owner, facts,
+                    local, remote, state, inode, seen.uid, id, &counters, owner, facts, place,
                 );
                 if facts.is_none() && known.connection.protocol_source == ProtocolSource::Payload {
                     // What the payload showed outlives its facts (kept a limited time).
@@ -147,6 +168,7 @@ impl LocalBook {
                 }
                 known.connection = rebuilt;
                 known.owner_inode = inode;
+                known.cgroup_id = counters.cgroup_id;
             }
             out.push(ObservedSocket {
                 connection: known.connection.clone(),
@@ -165,6 +187,7 @@ impl LocalBook {
         &mut self,
         events: Vec<SockClosed>,
         facts: &FactsBook,
+        attributor: &mut Attributor,
         at: Instant,
     ) -> Vec<ObservedSocket> {
         let events = self
@@ -177,8 +200,20 @@ impl LocalBook {
                 let id = ConnectionId(counters.cookie);
                 let (local, remote) = tuple_addrs(&counters.tuple)?;
                 let facts = facts.get(&(event.sock, counters.first_ns));
+                let place = Place {
+                    netns: counters.netns,
+                    attributor: &mut *attributor,
+                };
                 let (mut connection, packets) = match self.live.remove(&id) {
-                    Some(known) => (known.connection, known.packets),
+                    Some(known) if known.cgroup_id == counters.cgroup_id => {
+                        (known.connection, known.packets)
+                    }
+                    Some(mut known) => {
+                        // attribution: the last mover's cgroup, as the final counters say.
+                        known.connection.attribution =
+                            attribution_of(place.attributor, counters.cgroup_id);
+                        (known.connection, known.packets)
+                    }
                     None => (
                         build(
                             local,
@@ -190,6 +225,7 @@ impl LocalBook {
                             counters,
                             None,
                             facts,
+                            place,
                         ),
                         (0, 0),
                     ),
@@ -230,9 +266,10 @@ fn build(
     counters: &SockCounters,
     owner: Option<&crate::procfs::Owner>,
     facts: Option<&super::super::facts::ConnectionFacts>,
+    place: Place<'_>,
 ) -> NetConnection {
     let (pid, process) = owner_or_mover(owner, counters);
-    ConnectionParts {
+    let mut connection = ConnectionParts {
         local,
         remote,
         state,
@@ -244,5 +281,17 @@ fn build(
         generation: id.0,
         active: true,
     }
-    .build_with(facts)
+    .build_with(facts);
+    connection.netns = netns_of(place.netns);
+    // attribution: the cgroup of the task that last moved data (the kernel reads its id when
+    // the owning process changes), resolved to a path and what it names, cached per cgroup.
+    connection.attribution = attribution_of(place.attributor, counters.cgroup_id);
+    connection
+}
+
+/// What the socket's row or close event says beyond the parts: its network namespace (0:
+/// unknown), and where cgroup ids are attributed.
+struct Place<'a> {
+    netns: u32,
+    attributor: &'a mut Attributor,
 }

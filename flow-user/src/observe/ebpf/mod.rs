@@ -14,6 +14,7 @@ use anyhow::Result;
 use self::{book::FactsBook, hashed::HashedBook, local::LocalBook};
 use super::{Health, Mode, Observation, Observer, Scope};
 use crate::{
+    attribution::Attributor,
     ebpf::{KernelEvents, KernelProgram, LoadOptions, Store},
     procfs::OwnerCache,
 };
@@ -34,6 +35,8 @@ pub struct EbpfObserver {
     books: Books,
     /// Highest eviction count derived so far (the derivation is a lower bound; it never drops).
     evictions: u64,
+    /// Cgroup ids (from the kernel entries) to cgroup paths, containers and services.
+    attributor: Attributor,
 }
 
 impl EbpfObserver {
@@ -54,11 +57,18 @@ impl EbpfObserver {
             facts: FactsBook::default(),
             books,
             evictions: 0,
+            attributor: Attributor::host(),
         })
     }
 
     pub fn program(&self) -> &KernelProgram {
         &self.program
+    }
+
+    /// Network namespaces the latest poll could not read (gone since discovery, or not
+    /// enterable without `CAP_SYS_ADMIN`): for [`Health`].
+    pub fn namespaces_unreadable(&self) -> u64 {
+        self.program.namespaces_unreadable()
     }
 
     /// One poll; `all`: the full socket table (idle sockets included) instead of the changes.
@@ -79,8 +89,15 @@ impl EbpfObserver {
                 };
                 at = Instant::now();
                 self.facts.learn(self.events.take_payloads(), at);
-                closed = book.closed(closed_events, &self.facts, at);
-                sockets = book.rows(&rows, &mut self.owners, &self.facts, at, all);
+                closed = book.closed(closed_events, &self.facts, &mut self.attributor, at);
+                sockets = book.rows(
+                    &rows,
+                    &mut self.owners,
+                    &self.facts,
+                    &mut self.attributor,
+                    at,
+                    all,
+                );
                 book.expire(at);
                 scope = if full {
                     Scope::Complete
@@ -108,6 +125,7 @@ impl EbpfObserver {
                     &self.proc_root,
                     &mut self.owners,
                     &self.facts,
+                    &mut self.attributor,
                     closed_events,
                     at,
                 )?;
