@@ -326,3 +326,304 @@ fn top_piped_prints_a_table_every_interval_until_sigterm() {
     assert!(!top.stderr().contains("panicked"), "{}", top.stderr());
     drop(transfer);
 }
+
+// Grouped views. The traffic comes from a worker process of its own (this test binary run
+// again with FLOW_TOP_WORKER set, see `grouped_views_worker`), so that the process row holds
+// exactly what the worker moved and nothing the other tests of this binary move at the same
+// time; for the container view the worker is first moved into a cgroup named like Docker's.
+
+/// Env var that makes `grouped_views_worker` act: `<client bytes>,<server bytes>`.
+const WORKER: &str = "FLOW_TOP_WORKER";
+
+/// Not a test by itself (it returns at once): the worker of the grouped-view tests. On a line
+/// on stdin it opens a loopback connection to itself, sends the first number of bytes from the
+/// client end and the second back from the server end, reads all of both, prints
+/// `WORKER-MOVED`, and
+/// keeps the connection open until stdin closes. One process, both ends: its process row moves
+/// `client + server` bytes each way.
+#[test]
+fn grouped_views_worker() {
+    use std::io::{BufRead, Read, Write};
+    let Ok(spec) = std::env::var(WORKER) else {
+        return;
+    };
+    let (up, down) = spec.split_once(',').expect("FLOW_TOP_WORKER=up,down");
+    let (up, down): (usize, usize) = (up.parse().unwrap(), down.parse().unwrap());
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    stdin.read_line(&mut line).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let mut buf = vec![0u8; up.max(down)];
+    client.write_all(&vec![1u8; up]).unwrap();
+    server.read_exact(&mut buf[..up]).unwrap();
+    server.write_all(&vec![2u8; down]).unwrap();
+    client.read_exact(&mut buf[..down]).unwrap();
+    println!("WORKER-MOVED");
+    std::io::stdout().flush().unwrap();
+    // Until the test closes stdin: the connection stays open (no close path involved).
+    let _ = stdin.read_to_end(&mut Vec::new());
+}
+
+/// The worker: a child process that moves its bytes when told, and is killed (and its cgroups
+/// removed, deepest first) when dropped, also when an assertion failed.
+struct Worker {
+    child: std::process::Child,
+    moved: std::sync::mpsc::Receiver<()>,
+    cgroups: Vec<std::path::PathBuf>,
+}
+
+impl Worker {
+    fn spawn(up: usize, down: usize) -> Worker {
+        use std::{io::BufRead, process::Stdio};
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "grouped_views_worker",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(WORKER, format!("{up},{down}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the worker");
+        let stdout = child.stdout.take().unwrap();
+        let (tell, moved) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                // The harness may print `test … ... ` on the same line first.
+                if line.is_ok_and(|l| l.trim_end().ends_with("WORKER-MOVED")) {
+                    let _ = tell.send(());
+                }
+            }
+        });
+        Worker {
+            child,
+            moved,
+            cgroups: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Moves the worker into `flowtest-<pid>/docker-<id>.scope` under the cgroup2 mount;
+    /// returns the container id.
+    fn move_into_docker_cgroup(&mut self) -> String {
+        let mount = cgroup2_mount().expect("a cgroup2 mount in /proc/self/mountinfo");
+        let id = container_id();
+        let top = mount.join(format!("flowtest-{}", std::process::id()));
+        let scope = top.join(format!("docker-{id}.scope"));
+        for dir in [&top, &scope] {
+            std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            self.cgroups.push(dir.clone());
+        }
+        std::fs::write(scope.join("cgroup.procs"), self.pid().to_string())
+            .unwrap_or_else(|e| panic!("moving the worker into {}: {e}", scope.display()));
+        id
+    }
+
+    /// Tells the worker to move its bytes and waits (bounded) until it has.
+    fn go(&mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+        self.moved
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the worker moved its bytes");
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for dir in self.cgroups.iter().rev() {
+            // Empty a moment after its last task exits.
+            let gone = wait_for(Duration::from_secs(5), || match std::fs::remove_dir(dir) {
+                Ok(()) => Some(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(()),
+                Err(_) => None,
+            });
+            if gone.is_none() {
+                eprintln!("could not remove {}", dir.display());
+            }
+        }
+    }
+}
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        (after.split_whitespace().next()? == "cgroup2")
+            .then(|| before.split_whitespace().nth(4).map(Into::into))?
+    })
+}
+
+/// 64 hex digits, different per run.
+fn container_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let seed = nanos ^ (u128::from(std::process::id()) << 64);
+    format!(
+        "{:032x}{:032x}",
+        seed,
+        seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    )
+}
+
+/// The words of the screen line whose first word is `key`.
+fn line_of<'a>(screen: &'a str, key: &str) -> Option<Vec<&'a str>> {
+    screen.lines().find_map(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        (words.first() == Some(&key)).then_some(words)
+    })
+}
+
+/// A grouped row shows `total` bytes received and sent since the start (its last four words:
+/// `700 B  700 B`), `<1 KiB` so that the screen prints it to the byte.
+fn shows_totals(words: &[&str], total: usize) -> bool {
+    let total = total.to_string();
+    words.len() >= 4 && words[words.len() - 4..] == [total.as_str(), "B", total.as_str(), "B"]
+}
+
+#[test]
+fn top_groups_by_process_and_container_in_tmux() {
+    let test = "top_groups_by_process_and_container_in_tmux";
+    if !privileged(test) {
+        return;
+    }
+    let Some(tmux_path) = tool("tmux", test) else {
+        return;
+    };
+    // 500 + 200 bytes each way: printed to the byte.
+    let (up, down) = (500, 200);
+    let mut worker = Worker::spawn(up, down);
+    let id = worker.move_into_docker_cgroup();
+    let tmux = Tmux::start(tmux_path, "groups", 150, 30);
+    let command = format!(
+        "{} top --interval 500ms --pid {}; echo FLOW-EXIT=$?",
+        env!("CARGO_BIN_EXE_flow"),
+        worker.pid()
+    );
+    tmux.keys(&[&command, "Enter"]);
+    tmux.wait("the connection view", |s| {
+        s.contains("by connection") && s.contains("PROCESS/PID")
+    });
+    tmux.keys(&["g"]);
+    tmux.wait("the process view", |s| {
+        s.contains("by process") && s.contains("RX TOTAL") && s.contains("CONNS")
+    });
+    // Moved after flow started: the totals are everything the worker moved.
+    worker.go();
+    let owner_suffix = format!("/{}", worker.pid());
+    // Both ends are the worker's: one row with both directions' bytes.
+    tmux.wait("the worker's process row with its totals", |s| {
+        s.lines().any(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.first().is_some_and(|w| w.ends_with(&owner_suffix))
+                && shows_totals(&words, up + down)
+        })
+    });
+
+    tmux.keys(&["g"]);
+    let short = &id[..12];
+    let screen = tmux.wait("the container view with the worker's container", |s| {
+        s.contains("by container")
+            && s.contains("CONTAINER/SERVICE")
+            && line_of(s, short).is_some_and(|w| shows_totals(&w, up + down))
+    });
+    assert!(!screen.contains(&owner_suffix), "{screen}");
+    tmux.keys(&["g"]);
+    tmux.wait("the remote-host view", |s| {
+        s.contains("by remote")
+            && line_of(s, "127.0.0.1").is_some_and(|w| shows_totals(&w, up + down))
+    });
+    tmux.keys(&["g"]);
+    tmux.wait("the connection view again", |s| s.contains("by connection"));
+    tmux.keys(&["q"]);
+    tmux.wait("flow exiting with 0", |s| s.contains("FLOW-EXIT=0"));
+    drop(worker);
+}
+
+/// Runs `flow top --once --json` with `args` over a 4 s interval while the worker moves its
+/// bytes inside it (after the baseline), and returns the JSON rows.
+fn once_json_while_moving(worker: &mut Worker, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut top = Running::spawn(
+        flow()
+            .args(["top", "--once", "--json", "--interval", "4s"])
+            .args(args),
+    );
+    // The mode line comes just before the baseline; the worker moves a second later.
+    wait_for(Duration::from_secs(20), || {
+        top.stderr().contains("flow: mode").then_some(())
+    })
+    .unwrap_or_else(|| panic!("flow never started: {}", top.stderr()));
+    std::thread::sleep(Duration::from_secs(1));
+    worker.go();
+    let status = wait_for(Duration::from_secs(20), || {
+        top.child.try_wait().ok().flatten()
+    })
+    .expect("flow top --once ends");
+    assert!(status.success(), "{}", top.stderr());
+    let out = top.stdout();
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("JSON ({e}):\n{out}"))
+}
+
+#[test]
+fn top_once_grouped_json_totals_equal_the_bytes_moved() {
+    let test = "top_once_grouped_json_totals_equal_the_bytes_moved";
+    if !privileged(test) {
+        return;
+    }
+    let (up, down) = (300_000, 50_000);
+    let moved = (up + down) as u64;
+
+    let mut worker = Worker::spawn(up, down);
+    let pid = worker.pid().to_string();
+    let rows = once_json_while_moving(&mut worker, &["--group", "process", "--pid", &pid]);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let row = &rows[0];
+    assert_eq!(row["group"], "process");
+    assert!(
+        row["key"]
+            .as_str()
+            .is_some_and(|k| k.ends_with(&format!("/{pid}"))),
+        "{row:#}"
+    );
+    assert_eq!(row["connections"], 2, "{row:#}");
+    for field in ["tx_bytes", "rx_bytes", "total_tx_bytes", "total_rx_bytes"] {
+        assert_eq!(row[field].as_u64(), Some(moved), "{field}: {row:#}");
+    }
+    assert!(
+        row["tx_bytes_per_second"].as_u64().is_some_and(|r| r > 0),
+        "{row:#}"
+    );
+    drop(worker);
+
+    // In a Docker-named cgroup: one row keyed by the container's short id (no name: there is
+    // no Docker here to name it), found with --container by an id prefix.
+    let mut worker = Worker::spawn(up, down);
+    let id = worker.move_into_docker_cgroup();
+    let rows = once_json_while_moving(
+        &mut worker,
+        &["--group", "container", "--container", &id[..8]],
+    );
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let row = &rows[0];
+    assert_eq!(row["group"], "container");
+    assert_eq!(row["key"], &id[..12], "{row:#}");
+    for field in ["total_tx_bytes", "total_rx_bytes"] {
+        assert_eq!(row[field].as_u64(), Some(moved), "{field}: {row:#}");
+    }
+    drop(worker);
+}

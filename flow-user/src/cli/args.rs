@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use flow_common::{DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
 
+use super::group::GroupBy;
 use crate::{
     ebpf::Rung,
     model::{NetConnection, Protocol},
@@ -60,6 +61,12 @@ pub struct Filters {
     /// Only connections of this protocol (HTTP, HTTPS, SSH, FTP, SMTP, DNS, UNKNOWN).
     #[arg(long)]
     pub protocol: Option<Protocol>,
+    /// Only connections of this container: an id prefix, the container's name or its pod's.
+    #[arg(long, value_name = "ID|NAME|POD")]
+    pub container: Option<String>,
+    /// Only connections in this network namespace (its inode number, `stat -L /proc/PID/ns/net`).
+    #[arg(long, value_name = "INODE")]
+    pub netns: Option<u64>,
 }
 
 impl Filters {
@@ -70,7 +77,30 @@ impl Filters {
                 .port
                 .is_none_or(|p| connection.local.port() == p || connection.remote.port() == p)
             && self.protocol.is_none_or(|p| connection.protocol == p)
+            && self.netns.is_none_or(|n| connection.netns == Some(n))
+            && self
+                .container
+                .as_deref()
+                .is_none_or(|wanted| in_container(connection, wanted))
     }
+}
+
+/// Whether `connection` is in the container `wanted` names: a prefix of its id, its name, or
+/// its pod's name (`name` or `namespace/name`).
+fn in_container(connection: &NetConnection, wanted: &str) -> bool {
+    let Some(container) = connection.attribution.container.as_deref() else {
+        return false;
+    };
+    let name = container.name.as_deref();
+    let pod = container.pod.as_deref();
+    let pod_name = pod.and_then(|p| p.name.as_deref());
+    let pod_path = pod.and_then(|p| Some(format!("{}/{}", p.namespace.as_deref()?, pod_name?)));
+    (!wanted.is_empty() && container.id.starts_with(&wanted.to_ascii_lowercase()))
+        || name == Some(wanted)
+        // Docker names its containers with a leading slash in its own files.
+        || name.is_some_and(|n| n.strip_prefix('/') == Some(wanted))
+        || pod_name == Some(wanted)
+        || pod_path.as_deref() == Some(wanted)
 }
 
 // One-line help: clap's summary of a command is the first paragraph of its doc comment with
@@ -81,7 +111,8 @@ impl Filters {
 pub enum Command {
     /// Live view of the connections using the network, busiest first.
     ///
-    /// Keys: t, r, s, p sort by total, received, sent, process; space pauses; arrows and
+    /// Keys: t, r, s, p sort by total, received, sent, process (or key); g switches the view
+    /// (by connection, process, container, remote host); space pauses; arrows and
     /// PgUp/PgDn scroll; q, Esc or Ctrl-C quit. Prints plain tables when stdout is not a
     /// terminal.
     #[command(verbatim_doc_comment)]
@@ -141,6 +172,9 @@ pub enum ListCommand {
         window: Duration,
         #[command(flatten)]
         filters: Filters,
+        /// Sum the rows by connection, process, container (or service) or remote host.
+        #[arg(long, value_enum, default_value_t = GroupBy::Connection)]
+        group: GroupBy,
         /// One JSON document instead of a table.
         #[arg(long)]
         json: bool,
@@ -194,6 +228,9 @@ pub enum ListCommand {
     Connections {
         #[command(flatten)]
         filters: Filters,
+        /// Sum the rows by connection, process, container (or service) or remote host.
+        #[arg(long, value_enum, default_value_t = GroupBy::Connection)]
+        group: GroupBy,
         /// One JSON document instead of a table.
         #[arg(long)]
         json: bool,
@@ -216,6 +253,10 @@ pub struct TopArgs {
     /// With --once: one JSON document (the rows of `flow bandwidth --json`) instead of a table.
     #[arg(long, requires = "once")]
     pub json: bool,
+    /// The view to start with (g switches): rows by connection, process, container (or
+    /// service) or remote host, each with its rates and its bytes since flow started.
+    #[arg(long, value_enum, default_value_t = GroupBy::Connection)]
+    pub group: GroupBy,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +287,11 @@ pub struct ServeArgs {
     pub db: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Most containers given their own `container` label on the per-process series; the
+    /// traffic of the others is summed under `container="other"` (counted in
+    /// `flow_containers_over_cap`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_containers: u64,
     #[command(flatten)]
     pub filters: Filters,
 }

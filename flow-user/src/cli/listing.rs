@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 
 use super::{
     args::ListCommand,
+    group::{self, GroupBy},
     output::{self, Table},
     session::{report_losses, sort_by_rate},
 };
@@ -14,12 +15,21 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
         ListCommand::Bandwidth {
             window,
             filters,
+            group,
             json,
         } => {
             let mut rows = monitor.connection_bandwidth(window)?;
             rows.retain(|bw| filters.matches(&bw.connection));
             sort_by_rate(&mut rows);
             report_losses(monitor);
+            if group != GroupBy::Connection {
+                let grouped = group::group_once(group, &rows);
+                return if json {
+                    output::json(&grouped)
+                } else {
+                    Ok(output::groups(&grouped, group)?)
+                };
+            }
             if json {
                 output::json(&rows)
             } else {
@@ -154,9 +164,22 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
             }
             Ok(table.print()?)
         }
-        ListCommand::Connections { filters, json } => {
+        ListCommand::Connections {
+            filters,
+            group,
+            json,
+        } => {
             let mut rows = monitor.connections()?;
             rows.retain(|c| filters.matches(c));
+            if group != GroupBy::Connection {
+                // Connections are listed, not measured: counts, with no bytes.
+                let grouped = group::group_connections(group, &rows);
+                return if json {
+                    output::json(&grouped)
+                } else {
+                    Ok(output::groups(&grouped, group)?)
+                };
+            }
             if json {
                 return output::json(&rows);
             }

@@ -71,6 +71,30 @@ impl Table {
     }
 }
 
+/// A grouped view as a plain table: the key, the connections with a row in the interval, the
+/// rates and the bytes since the start.
+pub fn groups(rows: &[super::group::GroupRow], by: super::group::GroupBy) -> io::Result<()> {
+    let mut table = Table::new(&[
+        (by.heading(), false),
+        ("CONNS", true),
+        ("RX/S", true),
+        ("TX/S", true),
+        ("RX TOTAL", true),
+        ("TX TOTAL", true),
+    ]);
+    for row in rows {
+        table.row(vec![
+            row.key.clone(),
+            row.connections.to_string(),
+            rate(row.rx_bytes_per_second),
+            rate(row.tx_bytes_per_second),
+            bytes(row.total_rx_bytes),
+            bytes(row.total_tx_bytes),
+        ]);
+    }
+    table.print()
+}
+
 /// `1.5 MiB/s`-style rates.
 pub fn rate(bytes_per_second: u64) -> String {
     format!("{}/s", bytes(bytes_per_second))

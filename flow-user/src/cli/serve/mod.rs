@@ -48,7 +48,13 @@ pub fn run(args: &ServeArgs, mut options: MonitorOptions, interrupt: &Interrupt)
     let max_connections = args
         .per_connection
         .then(|| usize::try_from(args.max_series).unwrap_or(usize::MAX));
-    let mut traffic = Traffic::register(&mut registry, max_connections, args.expire_after);
+    let max_containers = usize::try_from(args.max_containers).unwrap_or(usize::MAX);
+    let mut traffic = Traffic::register(
+        &mut registry,
+        max_connections,
+        max_containers,
+        args.expire_after,
+    );
     let mut health = HealthMetrics::register(&mut registry, monitor.health());
     let mut recording =
         record.map(|(path, config)| Recording::start(&mut registry, path, config));

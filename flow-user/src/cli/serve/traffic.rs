@@ -1,6 +1,7 @@
-//! The traffic series: bytes and segments as counters, summed by process name and protocol (a
-//! bounded set: no pids, no addresses), and on request one set per connection, capped. Counters
-//! only grow: each step adds what moved since the previous one, closed connections included.
+//! The traffic series: bytes and segments as counters, summed by process name, container and
+//! protocol (a bounded set: no pids, no addresses; at most `--max-containers` container names,
+//! the rest summed under `other`), and on request one set per connection, capped. Counters only
+//! grow: each step adds what moved since the previous one, closed connections included.
 
 use std::{
     collections::HashMap,
@@ -13,7 +14,10 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::model::{ConnectionBandwidth, ConnectionId};
+use crate::{
+    cli::group::container_label,
+    model::{ConnectionBandwidth, ConnectionId},
+};
 
 const RX: &str = "rx";
 const TX: &str = "tx";
@@ -21,6 +25,7 @@ const TX: &str = "tx";
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProcessBytes {
     process: String,
+    container: String,
     protocol: &'static str,
     direction: &'static str,
 }
@@ -28,6 +33,7 @@ struct ProcessBytes {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProcessSegments {
     process: String,
+    container: String,
     protocol: &'static str,
 }
 
@@ -48,8 +54,50 @@ struct ConnectionBytes {
     direction: &'static str,
 }
 
-/// A process series: its name (empty when unknown) and protocol.
-type ProcessKey = (String, &'static str);
+/// A process series: its name (empty when unknown), container (empty on the host) and protocol.
+type ProcessKey = (String, String, &'static str);
+
+/// The `container` label of the traffic of containers beyond `--max-containers`.
+pub const OTHER: &str = "other";
+
+/// Most containers remembered as folded into [`OTHER`] (what the gauge can count up to).
+const MAX_FOLDED: usize = 65_536;
+
+/// Which containers have a label of their own: the first `max` seen, each until it has had no
+/// traffic for `expire_after`; the others are summed under [`OTHER`] and counted.
+struct Containers {
+    labelled: HashMap<String, Instant>,
+    folded: HashMap<String, Instant>,
+    max: usize,
+    over_cap: Gauge,
+}
+
+impl Containers {
+    /// The `container` label for a container named `name` (`None`: a host process, `""`).
+    fn label(&mut self, name: Option<String>, now: Instant) -> String {
+        let Some(name) = name else {
+            return String::new();
+        };
+        if let Some(seen) = self.labelled.get_mut(&name) {
+            *seen = now;
+            return name;
+        }
+        if self.labelled.len() < self.max {
+            self.labelled.insert(name.clone(), now);
+            return name;
+        }
+        if self.folded.len() < MAX_FOLDED || self.folded.contains_key(&name) {
+            self.folded.insert(name, now);
+        }
+        OTHER.into()
+    }
+
+    fn expire(&mut self, now: Instant, expire_after: Duration) {
+        let fresh = |seen: &mut Instant| now.saturating_duration_since(*seen) < expire_after;
+        self.labelled.retain(|_, seen| fresh(seen));
+        self.folded.retain(|_, seen| fresh(seen));
+    }
+}
 
 /// What moved for one key in one step.
 #[derive(Default)]
@@ -64,6 +112,7 @@ pub struct Traffic {
     process_segments: Family<ProcessSegments, Counter>,
     /// When each process series last had a connection (live or just closed).
     process_seen: HashMap<ProcessKey, Instant>,
+    containers: Containers,
     expire_after: Duration,
     per_connection: Option<PerConnection>,
 }
@@ -93,24 +142,37 @@ struct PerConnection {
 }
 
 impl Traffic {
-    /// Registers the traffic series; `max_connections` is `Some` with `--per-connection`.
+    /// Registers the traffic series; `max_connections` is `Some` with `--per-connection`;
+    /// `max_containers` containers at most get a `container` label of their own.
     pub fn register(
         registry: &mut Registry,
         max_connections: Option<usize>,
+        max_containers: usize,
         expire_after: Duration,
     ) -> Traffic {
         let process_bytes = Family::default();
         registry.register_with_unit(
             "process",
-            "Bytes moved by the connections of each process name and protocol",
+            "Bytes moved by the connections of each process name, container and protocol",
             Unit::Bytes,
             process_bytes.clone(),
         );
         let process_segments = Family::default();
         registry.register(
             "process_segments",
-            "TCP segments in plus out on the connections of each process name and protocol",
+            "TCP segments in plus out on the connections of each process name, container and protocol",
             process_segments.clone(),
+        );
+        let containers = Containers {
+            labelled: HashMap::new(),
+            folded: HashMap::new(),
+            max: max_containers.max(1),
+            over_cap: Gauge::default(),
+        };
+        registry.register(
+            "containers_over_cap",
+            "Containers with traffic within --expire-after beyond --max-containers, summed under container=\"other\"",
+            containers.over_cap.clone(),
         );
         let per_connection = max_connections.map(|max| {
             let per = PerConnection {
@@ -143,6 +205,7 @@ impl Traffic {
             process_bytes,
             process_segments,
             process_seen: HashMap::new(),
+            containers,
             expire_after,
             per_connection,
         }
@@ -151,21 +214,32 @@ impl Traffic {
     /// Adds one step's movement and expires the series of what is gone.
     pub fn record(&mut self, rows: &[ConnectionBandwidth], now: Instant) {
         // Summed per key first: a few counter updates per step, not one per connection.
-        let mut moved: HashMap<(Option<&str>, &'static str), Moved> = HashMap::new();
+        // Containers idle for `expire_after` give their label's place up before this step's
+        // containers are labelled.
+        self.containers.expire(now, self.expire_after);
+        // Connections of one container share their attribution: its label is worked out once
+        // per attribution, not per connection.
+        let mut labels: HashMap<*const crate::attribution::Attribution, String> = HashMap::new();
+        let mut moved: HashMap<(Option<&str>, String, &'static str), Moved> = HashMap::new();
         for bw in rows {
             let c = &bw.connection;
+            let container = labels
+                .entry(std::sync::Arc::as_ptr(&c.attribution))
+                .or_insert_with(|| self.containers.label(container_label(&c.attribution), now))
+                .clone();
             let sum = moved
-                .entry((c.process.as_deref(), c.protocol.name()))
+                .entry((c.process.as_deref(), container, c.protocol.name()))
                 .or_default();
             sum.rx += bw.rx_bytes;
             sum.tx += bw.tx_bytes;
             sum.segments += segments(bw);
         }
-        for ((process, protocol), sum) in moved {
+        for ((process, container, protocol), sum) in moved {
             let process = process.unwrap_or_default().to_string();
             for (direction, n) in [(RX, sum.rx), (TX, sum.tx)] {
                 let labels = ProcessBytes {
                     process: process.clone(),
+                    container: container.clone(),
                     protocol,
                     direction,
                 };
@@ -173,14 +247,19 @@ impl Traffic {
             }
             let labels = ProcessSegments {
                 process: process.clone(),
+                container: container.clone(),
                 protocol,
             };
             self.process_segments
                 .get_or_create(&labels)
                 .inc_by(sum.segments);
-            self.process_seen.insert((process, protocol), now);
+            self.process_seen
+                .insert((process, container, protocol), now);
         }
         self.expire_processes(now);
+        self.containers
+            .over_cap
+            .set(self.containers.folded.len() as i64);
         if let Some(per) = &mut self.per_connection {
             per.record(rows);
         }
@@ -191,23 +270,26 @@ impl Traffic {
     fn expire_processes(&mut self, now: Instant) {
         let expire_after = self.expire_after;
         let (bytes, segments) = (&self.process_bytes, &self.process_segments);
-        self.process_seen.retain(|(process, protocol), seen| {
-            let keep = now.saturating_duration_since(*seen) < expire_after;
-            if !keep {
-                for direction in [RX, TX] {
-                    bytes.remove(&ProcessBytes {
+        self.process_seen
+            .retain(|(process, container, protocol), seen| {
+                let keep = now.saturating_duration_since(*seen) < expire_after;
+                if !keep {
+                    for direction in [RX, TX] {
+                        bytes.remove(&ProcessBytes {
+                            process: process.clone(),
+                            container: container.clone(),
+                            protocol,
+                            direction,
+                        });
+                    }
+                    segments.remove(&ProcessSegments {
                         process: process.clone(),
+                        container: container.clone(),
                         protocol,
-                        direction,
                     });
                 }
-                segments.remove(&ProcessSegments {
-                    process: process.clone(),
-                    protocol,
-                });
-            }
-            keep
-        });
+                keep
+            });
     }
 }
 

@@ -11,12 +11,16 @@ use ratatui::{
 };
 
 use super::view::{SortKey, View};
-use crate::cli::output;
+use crate::cli::{
+    group::{self, GroupBy},
+    output,
+};
 
 /// Samples in a sparkline (the history kept per connection).
 pub const SPARK_WIDTH: usize = 20;
 
-const KEYS: &str = "q quit  t total  r rx  s tx  p process  space pause  \u{2191}\u{2193} scroll";
+const KEYS: &str =
+    "q quit  g view  t total  r rx  s tx  p process/key  space pause  \u{2191}\u{2193} scroll";
 
 pub fn frame(frame: &mut Frame, view: &View, interval: Duration, limit: usize) {
     let [header, table, footer] = Layout::vertical([
@@ -42,7 +46,21 @@ fn header_lines(view: &View, interval: Duration) -> Vec<Line<'static>> {
     ]
 }
 
+/// Rows that fit in `area` under the header, at most `limit` (0: no limit).
+fn shown(area: Rect, limit: usize) -> usize {
+    let visible = usize::from(area.height.saturating_sub(1));
+    if limit == 0 {
+        visible
+    } else {
+        visible.min(limit)
+    }
+}
+
 fn draw_table(frame: &mut Frame, area: Rect, view: &View, limit: usize) {
+    if view.group != GroupBy::Connection {
+        return draw_groups(frame, area, view, limit);
+    }
+    let containers = view.any_container();
     let marker = |key: SortKey, title: &'static str| -> String {
         if view.sort == key {
             format!("{title}\u{25bc}")
@@ -50,22 +68,21 @@ fn draw_table(frame: &mut Frame, area: Rect, view: &View, limit: usize) {
             title.to_string()
         }
     };
-    let header = Row::new([
+    let mut header = vec![
         marker(SortKey::Process, "PROCESS/PID"),
         "LOCAL".into(),
         "REMOTE".into(),
         "PROTO".into(),
         marker(SortKey::Rx, "RX/S"),
         marker(SortKey::Tx, "TX/S"),
-        "HISTORY".into(),
-    ])
-    .style(Style::new().add_modifier(Modifier::REVERSED));
-    let visible = usize::from(area.height.saturating_sub(1));
-    let shown = if limit == 0 {
-        visible
-    } else {
-        visible.min(limit)
-    };
+        "TOTAL".into(),
+    ];
+    if containers {
+        header.push("CONTAINER".into());
+    }
+    header.push("HISTORY".into());
+    let header = Row::new(header).style(Style::new().add_modifier(Modifier::REVERSED));
+    let shown = shown(area, limit);
     let rows = view.rows().iter().skip(view.scroll).take(shown).map(|row| {
         let bw = &row.bandwidth;
         let c = &bw.connection;
@@ -74,27 +91,87 @@ fn draw_table(frame: &mut Frame, area: Rect, view: &View, limit: usize) {
         } else {
             Style::new().add_modifier(Modifier::DIM)
         };
-        Row::new([
+        let mut cells = vec![
             Cell::from(output::owner(c)),
             Cell::from(c.local.to_string()),
             Cell::from(c.remote.to_string()),
             Cell::from(c.protocol.name()),
             Cell::from(Line::from(output::rate(bw.rx_bytes_per_second)).right_aligned()),
             Cell::from(Line::from(output::rate(bw.tx_bytes_per_second)).right_aligned()),
-            Cell::from(spark(&row.history, SPARK_WIDTH)),
-        ])
-        .style(style)
+            Cell::from(Line::from(output::bytes(row.total.0 + row.total.1)).right_aligned()),
+        ];
+        if containers {
+            let name = group::container_label(&c.attribution).unwrap_or_else(|| "-".into());
+            cells.push(Cell::from(name));
+        }
+        cells.push(Cell::from(spark(&row.history, SPARK_WIDTH)));
+        Row::new(cells).style(style)
     });
     // Addresses and the owner matter most: on a narrow screen the sparkline gives way first
     // (ratatui satisfies `Min`, then `Max`, then `Length`, and `Fill` last).
-    let widths = [
+    let mut widths = vec![
         Constraint::Min(12),
         Constraint::Min(16),
         Constraint::Min(16),
         Constraint::Length(7),
         Constraint::Length(11),
         Constraint::Length(11),
-        Constraint::Fill(1),
+        Constraint::Length(10),
+    ];
+    if containers {
+        widths.push(Constraint::Length(14));
+    }
+    widths.push(Constraint::Fill(1));
+    frame.render_widget(Table::new(rows, widths).header(header), area);
+}
+
+/// A grouped view: the key, the connections with a row in the interval, rates and totals.
+fn draw_groups(frame: &mut Frame, area: Rect, view: &View, limit: usize) {
+    let marker = |key: SortKey, title: &'static str| -> String {
+        if view.sort == key {
+            format!("{title}\u{25bc}")
+        } else {
+            title.to_string()
+        }
+    };
+    let header = Row::new([
+        marker(SortKey::Process, view.group.heading()),
+        "CONNS".into(),
+        marker(SortKey::Rx, "RX/S"),
+        marker(SortKey::Tx, "TX/S"),
+        "RX TOTAL".into(),
+        "TX TOTAL".into(),
+    ])
+    .style(Style::new().add_modifier(Modifier::REVERSED));
+    let right = |text: String| Cell::from(Line::from(text).right_aligned());
+    let rows = view
+        .groups()
+        .iter()
+        .skip(view.scroll)
+        .take(shown(area, limit))
+        .map(|g| {
+            let style = if g.connections > 0 {
+                Style::new()
+            } else {
+                Style::new().add_modifier(Modifier::DIM)
+            };
+            Row::new([
+                Cell::from(g.key.clone()),
+                right(g.connections.to_string()),
+                right(output::rate(g.rx_bytes_per_second)),
+                right(output::rate(g.tx_bytes_per_second)),
+                right(output::bytes(g.total_rx_bytes)),
+                right(output::bytes(g.total_tx_bytes)),
+            ])
+            .style(style)
+        });
+    let widths = [
+        Constraint::Min(24),
+        Constraint::Length(6),
+        Constraint::Length(11),
+        Constraint::Length(11),
+        Constraint::Length(11),
+        Constraint::Length(11),
     ];
     frame.render_widget(Table::new(rows, widths).header(header), area);
 }

@@ -22,6 +22,7 @@ use self::{
 };
 use super::{
     args::{Filters, TopArgs},
+    group::GroupBy,
     interrupt::{Interrupt, Interrupted},
     output,
     session::{open_monitor, short_history},
@@ -43,17 +44,27 @@ pub fn run(args: &TopArgs, mut options: MonitorOptions, interrupt: &Interrupt) -
     let mut monitor = open_monitor(&options, interrupt)?;
     if args.once {
         let rows = monitor.connection_bandwidth(args.interval)?;
-        let view = view_of(&monitor, rows, &args.filters, HashMap::new());
+        let mut view = View::grouped(args.group);
+        view.update(
+            filtered(rows, &args.filters),
+            HashMap::new(),
+            monitor.health().clone(),
+        );
+        let limit = if args.limit == 0 {
+            usize::MAX
+        } else {
+            args.limit
+        };
+        if args.json && args.group != GroupBy::Connection {
+            let groups: Vec<_> = view.groups().iter().take(limit).collect();
+            return output::json(&groups);
+        }
         if args.json {
             let rows: Vec<&ConnectionBandwidth> = view
                 .rows()
                 .iter()
                 .map(|row| &row.bandwidth)
-                .take(if args.limit == 0 {
-                    usize::MAX
-                } else {
-                    args.limit
-                })
+                .take(limit)
                 .collect();
             return output::json(&rows);
         }
@@ -75,7 +86,7 @@ pub fn run(args: &TopArgs, mut options: MonitorOptions, interrupt: &Interrupt) -
 fn live(monitor: &mut Monitor, args: &TopArgs, interrupt: &Interrupt) -> Result<()> {
     monitor.step()?;
     let mut screen = Screen::start()?;
-    let mut view = View::default();
+    let mut view = View::grouped(args.group);
     view.health = monitor.health().clone();
     let mut next = Instant::now() + args.interval;
     let mut dirty = true;
@@ -115,26 +126,17 @@ fn live(monitor: &mut Monitor, args: &TopArgs, interrupt: &Interrupt) -> Result<
 /// Prints one plain table every interval until a signal (or a closed pipe) ends it.
 fn stream(monitor: &mut Monitor, args: &TopArgs, interrupt: &Interrupt) -> Result<()> {
     monitor.step()?;
+    // One view for the whole run: its totals count since the start.
+    let mut view = View::grouped(args.group);
     let mut next = Instant::now() + args.interval;
     loop {
         interrupt.sleep(next.saturating_duration_since(Instant::now()))?;
         next = (next + args.interval).max(Instant::now() + args.interval / 2);
-        let rows = monitor.step()?;
-        let view = view_of(monitor, rows, &args.filters, HashMap::new());
+        let rows = filtered(monitor.step()?, &args.filters);
+        view.update(rows, HashMap::new(), monitor.health().clone());
         plain::print(&view, args.interval, args.limit)?;
         output::lines(&[""])?;
     }
-}
-
-fn view_of(
-    monitor: &Monitor,
-    rows: Vec<ConnectionBandwidth>,
-    filters: &Filters,
-    history: HashMap<ConnectionId, Vec<u64>>,
-) -> View {
-    let mut view = View::default();
-    view.update(filtered(rows, filters), history, monitor.health().clone());
-    view
 }
 
 fn filtered(mut rows: Vec<ConnectionBandwidth>, filters: &Filters) -> Vec<ConnectionBandwidth> {

@@ -6,7 +6,14 @@ use std::{cmp::Ordering, collections::HashMap, time::Duration};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::{cli::output, model::ConnectionBandwidth, observe::Health};
+use crate::{
+    cli::{
+        group::{GroupBy, GroupRow, Totals},
+        output,
+    },
+    model::ConnectionBandwidth,
+    observe::Health,
+};
 
 /// The order of the rows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,6 +59,22 @@ impl SortKey {
             .then_with(|| a.connection.local.cmp(&b.connection.local))
             .then_with(|| a.connection.remote.cmp(&b.connection.remote))
     }
+
+    /// The same orders for groups; `Process` orders by key. Ties: bigger total first, then key.
+    fn compare_groups(self, a: &GroupRow, b: &GroupRow) -> Ordering {
+        let primary = match self {
+            SortKey::Total => b.bytes_per_second().cmp(&a.bytes_per_second()),
+            SortKey::Rx => b.rx_bytes_per_second.cmp(&a.rx_bytes_per_second),
+            SortKey::Tx => b.tx_bytes_per_second.cmp(&a.tx_bytes_per_second),
+            SortKey::Process => a.key.cmp(&b.key),
+        };
+        primary
+            .then_with(|| b.bytes_per_second().cmp(&a.bytes_per_second()))
+            .then_with(|| {
+                (b.total_tx_bytes + b.total_rx_bytes).cmp(&(a.total_tx_bytes + a.total_rx_bytes))
+            })
+            .then_with(|| a.key.cmp(&b.key))
+    }
 }
 
 /// What a key asks for.
@@ -69,6 +92,8 @@ pub struct Row {
     pub bandwidth: ConnectionBandwidth,
     /// Its total rate over the last samples, oldest first (the sparkline).
     pub history: Vec<u64>,
+    /// Bytes sent and received since `flow` started (`(tx, rx)`).
+    pub total: (u64, u64),
 }
 
 /// The state of the screen.
@@ -82,13 +107,49 @@ pub struct View {
     /// At least one interval has been measured (the first only sets a baseline).
     pub measured: bool,
     pub health: Health,
+    /// The rows shown: by connection, or summed by process, container or remote host.
+    pub group: GroupBy,
     rows: Vec<Row>,
+    /// The grouped rows of `group` (empty in the connection view).
+    groups: Vec<GroupRow>,
+    /// Bytes since the start of every group of every view, from every step (paused or not).
+    totals: Totals,
 }
 
 impl View {
-    /// Rows in display order.
+    /// A view that starts grouped by `group`.
+    pub fn grouped(group: GroupBy) -> View {
+        View {
+            group,
+            ..View::default()
+        }
+    }
+
+    /// Rows in display order (the connections of the last interval, in every view).
     pub fn rows(&self) -> &[Row] {
         &self.rows
+    }
+
+    /// Grouped rows in display order (empty in the connection view): every group seen lately,
+    /// with 0 B/s when it had no row in the interval.
+    pub fn groups(&self) -> &[GroupRow] {
+        &self.groups
+    }
+
+    /// Lines the current view has.
+    pub fn len(&self) -> usize {
+        match self.group {
+            GroupBy::Connection => self.rows.len(),
+            _ => self.groups.len(),
+        }
+    }
+
+    /// Whether any row of the interval is in a container (the connection view then shows a
+    /// CONTAINER column).
+    pub fn any_container(&self) -> bool {
+        self.rows
+            .iter()
+            .any(|r| r.bandwidth.connection.attribution.container.is_some())
     }
 
     /// Receive and send rate summed over the rows.
@@ -109,8 +170,9 @@ impl View {
         let rung = health.rung.map_or(String::new(), |r| format!(", rung {r}"));
         let paused = if self.paused { "  [PAUSED]" } else { "" };
         let first = format!(
-            "flow top  mode {mode}{rung}  every {}  sort: {}{paused}",
+            "flow top  mode {mode}{rung}  every {}  by {}  sort: {}{paused}",
             humantime::format_duration(interval),
+            self.group.name(),
             self.sort.name()
         );
         if !self.measured {
@@ -148,17 +210,37 @@ impl View {
         health: Health,
     ) {
         self.health = health;
-        if self.paused {
-            return;
+        // Totals count every interval, paused or not.
+        self.totals.record(&bandwidth);
+        if !self.paused {
+            self.measured = true;
+            self.rows = bandwidth
+                .iter()
+                .map(|bw| Row {
+                    history: history.remove(&bw.connection.id).unwrap_or_default(),
+                    total: self
+                        .totals
+                        .total(GroupBy::Connection, &bw.connection.id.to_string())
+                        .unwrap_or_default(),
+                    bandwidth: bw.clone(),
+                })
+                .collect();
+            self.regroup();
         }
-        self.measured = true;
-        self.rows = bandwidth
-            .into_iter()
-            .map(|bw| Row {
-                history: history.remove(&bw.connection.id).unwrap_or_default(),
-                bandwidth: bw,
-            })
-            .collect();
+        // A closed connection has had its last row: its own total is not needed any more.
+        self.totals.forget_closed(&bandwidth);
+    }
+
+    /// The grouped rows of the current view from the last interval's rows and the totals.
+    fn regroup(&mut self) {
+        self.groups = match self.group {
+            GroupBy::Connection => Vec::new(),
+            group => {
+                let rows: Vec<ConnectionBandwidth> =
+                    self.rows.iter().map(|r| r.bandwidth.clone()).collect();
+                self.totals.rows(group, &rows)
+            }
+        };
         self.sort_rows();
     }
 
@@ -171,6 +253,12 @@ impl View {
             KeyCode::Char('r') => self.sort_by(SortKey::Rx),
             KeyCode::Char('s') => self.sort_by(SortKey::Tx),
             KeyCode::Char('p') => self.sort_by(SortKey::Process),
+            KeyCode::Char('g') => {
+                self.group = self.group.next();
+                self.scroll = 0;
+                self.regroup();
+                Action::Redraw
+            }
             KeyCode::Char(' ') => {
                 self.paused = !self.paused;
                 Action::Redraw
@@ -191,7 +279,7 @@ impl View {
     }
 
     fn scroll_to(&mut self, scroll: usize) -> Action {
-        self.scroll = scroll.min(self.rows.len().saturating_sub(1));
+        self.scroll = scroll.min(self.len().saturating_sub(1));
         Action::Redraw
     }
 
@@ -199,7 +287,8 @@ impl View {
         let sort = self.sort;
         self.rows
             .sort_by(|a, b| sort.compare(&a.bandwidth, &b.bandwidth));
-        self.scroll = self.scroll.min(self.rows.len().saturating_sub(1));
+        self.groups.sort_by(|a, b| sort.compare_groups(a, b));
+        self.scroll = self.scroll.min(self.len().saturating_sub(1));
     }
 }
 

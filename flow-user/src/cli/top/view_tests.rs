@@ -3,6 +3,7 @@ use std::time::Duration;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
+use crate::cli::group::GroupBy;
 use crate::{model::TcpState, observe::ConnectionParts};
 
 fn bw(port: u16, process: Option<&str>, rx: u64, tx: u64) -> ConnectionBandwidth {
@@ -110,4 +111,62 @@ fn quit_keys_and_bounded_scroll() {
     assert_eq!(view.scroll, 2);
     view.key(KeyEvent::new(KeyCode::Home, KeyModifiers::NONE));
     assert_eq!(view.scroll, 0);
+}
+
+#[test]
+fn g_switches_views_and_group_totals_count_every_interval() {
+    let mut view = sample_view();
+    assert_eq!(view.group, GroupBy::Connection);
+    assert!(view.groups().is_empty());
+    assert_eq!(view.rows()[0].total, (500, 10), "a connection's own total");
+    press(&mut view, 'g');
+    assert_eq!(view.group, GroupBy::Process);
+    let keys: Vec<&str> = view.groups().iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, ["zsh/1", "curl/1", "-"], "busiest first");
+    // Next interval: only zsh moves; curl stays listed at 0 B/s with its total.
+    view.update(
+        vec![bw(1, Some("zsh"), 5, 5)],
+        HashMap::new(),
+        Health::default(),
+    );
+    let curl = view.groups().iter().find(|g| g.key == "curl/1").unwrap();
+    assert_eq!((curl.bytes_per_second(), curl.total_rx_bytes), (0, 200));
+    let zsh = &view.groups()[0];
+    assert_eq!(
+        (zsh.key.as_str(), zsh.total_tx_bytes, zsh.total_rx_bytes),
+        ("zsh/1", 505, 15)
+    );
+    assert!(view.headline(Duration::from_secs(1))[0].contains("by process"));
+    // Paused: the rows stay, the totals go on counting and show once resumed.
+    press(&mut view, ' ');
+    view.update(
+        vec![bw(1, Some("zsh"), 7, 0)],
+        HashMap::new(),
+        Health::default(),
+    );
+    assert_eq!(view.groups()[0].total_rx_bytes, 15);
+    press(&mut view, ' ');
+    view.update(
+        vec![bw(1, Some("zsh"), 1, 0)],
+        HashMap::new(),
+        Health::default(),
+    );
+    assert_eq!(view.groups()[0].total_rx_bytes, 23);
+    press(&mut view, 'p');
+    let keys: Vec<&str> = view.groups().iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, ["-", "curl/1", "zsh/1"], "p orders groups by key");
+    for (key, group) in [('g', GroupBy::Container), ('g', GroupBy::Remote)] {
+        press(&mut view, key);
+        assert_eq!(view.group, group);
+    }
+    assert_eq!(
+        view.groups()[0].key,
+        "127.0.0.1",
+        "every connection goes to one host"
+    );
+    assert_eq!(view.groups().len(), 1);
+    let host = &view.groups()[0];
+    assert_eq!((host.total_tx_bytes, host.total_rx_bytes), (705, 523));
+    press(&mut view, 'g');
+    assert_eq!(view.group, GroupBy::Connection);
 }
