@@ -417,3 +417,52 @@ fn unprivileged_lists_its_own_namespace_and_says_once_what_it_could_not_read() {
         "nothing listed from the unreadable namespaces"
     );
 }
+
+/// What a poll costs per namespace: `cargo test --release --test procfs_namespaces --
+/// --ignored --nocapture cost` (root). The namespaces are empty (mounts, loopback up), yet each
+/// costs the kernel's walk of the host-wide established hash, four times (`tcp`, `tcp6`, and a
+/// sock_diag dump per family), unless `net.ipv4.tcp_child_ehash_entries` gave it a hash of its
+/// own; the thread and `setns` are microseconds.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn cost_of_a_poll_per_namespace() {
+    if !privileged() {
+        return;
+    }
+    use flow_user::procfs::NamespaceReader;
+    const READS: u32 = 20;
+    struct Cleanup(Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for name in &self.0 {
+                let _ = Command::new("ip").args(["netns", "del", name]).output();
+            }
+        }
+    }
+    let time = || {
+        let mut reader = NamespaceReader::new("/proc".into(), "/run/netns".into());
+        reader.read().unwrap();
+        let start = Instant::now();
+        let mut namespaces = 0;
+        for _ in 0..READS {
+            namespaces = reader.read().unwrap().namespaces.len();
+        }
+        (namespaces, start.elapsed() / READS)
+    };
+    let (base_count, base) = time();
+    eprintln!("{base_count} namespaces: {base:?} per read");
+    let mut created = Cleanup(Vec::new());
+    for n in [8, 32] {
+        while created.0.len() < n {
+            let name = format!("flowtest-p-{}-cost{}", std::process::id(), created.0.len());
+            run("ip", &["netns", "add", &name]);
+            created.0.push(name.clone());
+            run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        }
+        let (count, took) = time();
+        eprintln!(
+            "{count} namespaces: {took:?} per read, {:?} per added namespace",
+            took.saturating_sub(base) / (count - base_count).max(1) as u32
+        );
+    }
+}
