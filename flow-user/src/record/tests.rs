@@ -81,7 +81,7 @@ fn rolled_up_totals_equal_the_fine_samples_they_replaced() {
     let mut expected = std::collections::HashMap::<u64, (u64, u64)>::new();
     for i in 1..=120i64 {
         let rows: Vec<_> = (1..=3u64)
-            .filter(|c| (i as u64 + c) % 4 != 0)
+            .filter(|c| !(i as u64 + c).is_multiple_of(4))
             .map(|c| row(c, "p", c * 1000 + i as u64, c * 7 + i as u64, true))
             .collect();
         for r in &rows {
