@@ -2,8 +2,7 @@
 //! polls. Kept apart from the rate tests (its own test binary, run on its own) so that its load
 //! does not disturb their timing. Traffic stays on 127.0.0.1; every loop is bounded.
 
-mod api_support;
-mod common;
+mod support;
 
 use std::{
     collections::HashSet,
@@ -16,9 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use api_support::{in_ci, open};
-use common::{load, transfer, Pair};
 use flow_user::{ebpf::LoadOptions, ModeChoice};
+use support::{in_ci, load, open, transfer, Pair};
 
 /// The kernel map walk is what every observation starts from: each live socket exactly once,
 /// even while other sockets close (and their entries are deleted) during the walk.
@@ -59,7 +57,7 @@ fn kernel_map_lists_each_socket_once() {
         repeated = entries
             .iter()
             .filter(|(key, _)| !seen.insert(*key))
-            .map(|(_, c)| common::tuple_addrs(&c.tuple))
+            .map(|(_, c)| support::tuple_addrs(&c.tuple))
             .collect();
         if !repeated.is_empty() {
             break;

@@ -2,23 +2,21 @@
 //! and procfs (`/proc/net/tcp` + sock_diag, no privileges). Traffic stays on 127.0.0.1 / ::1;
 //! every wait is bounded.
 
-mod api_support;
-mod common;
+mod support;
 
 use std::{
     io::Write,
     net::{TcpListener, TcpStream},
-    process::{Command, Stdio},
+    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
 
-use api_support::{
-    addrs, close_with_reset, connect_from, drain, fstat_inode, in_ci, is_root, open, retry, row_of,
-    tcp_info, Paced,
-};
-use common::{transfer, Pair};
 use flow_user::{ModeChoice, Monitor, NetConnection, SocketStats, TcpState};
+use support::{
+    addrs, close_with_reset, connect_from, drain, flow_without_privileges, fstat_inode, is_root,
+    open, retry, row_of, tcp_info, transfer, Paced, Pair, Unprivileged,
+};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -403,22 +401,8 @@ const DOWN: usize = 5_000;
 
 /// Runs `flow <args>` as `nobody` (when root) or as this unprivileged user; (stdout, stderr).
 fn flow_unprivileged(args: &[&str]) -> Option<(String, String)> {
-    let flow = env!("CARGO_BIN_EXE_flow");
-    let mut command = if is_root() {
-        let setpriv = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists());
-        let Some(setpriv) = setpriv else {
-            assert!(!in_ci(), "setpriv (util-linux) is needed to drop to nobody");
-            eprintln!("NOT RUN: setpriv (util-linux) is not installed");
-            return None;
-        };
-        let mut c = Command::new(setpriv);
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", flow]);
-        c
-    } else {
-        Command::new(flow)
-    };
+    let test = "unprivileged_procfs_reports_exact_bytes";
+    let mut command = flow_without_privileges(Unprivileged::Nobody, test)?;
     command
         .args(args)
         .env_remove("RUST_LOG")

@@ -1,10 +1,10 @@
 //! Every bad input ends the same way: one line on stderr, a non-zero exit, no panic.
 
-mod cli_support;
+mod support;
 
 use std::{net::TcpListener, process::Output};
 
-use cli_support::{flow, in_ci, tool};
+use support::{flow, flow_without_privileges, Unprivileged};
 
 fn check(args: &[&str], out: &Output, expect: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -77,36 +77,32 @@ fn each_bad_input_is_one_line_and_a_failure() {
     }
 }
 
-/// Without privileges the kernel program cannot load: `--mode ebpf` must say so in one line,
-/// for every command (the kernel refuses every rung).
+/// Without privileges the kernel program cannot load: `--mode ebpf` must say so in one line
+/// that names what it needs, and exit 1, for every command (the kernel refuses every rung),
+/// whether as root without any capability or as `nobody` (or as this user, when not root).
 #[test]
 fn ebpf_mode_without_privileges_is_one_line() {
-    if unsafe { libc::geteuid() } != 0 && !in_ci() {
-        // Already unprivileged: run directly.
-        let out = flow()
-            .args(["--mode", "ebpf", "top", "--once"])
-            .output()
-            .unwrap();
-        check(&["--mode", "ebpf"], &out, "");
-        return;
-    }
-    let Some(setpriv) = tool("setpriv", "ebpf_mode_without_privileges_is_one_line") else {
-        return;
-    };
-    for command in [
-        &["top", "--once"][..],
-        &["serve", "--listen", "127.0.0.1:0"],
-        &["bandwidth", "--window", "100ms"],
-        &["connections"],
-    ] {
-        // Root without any capability: what a user without CAP_BPF/CAP_PERFMON gets.
-        let out = std::process::Command::new(setpriv)
-            .args(["--inh-caps=-all", "--bounding-set=-all", "--"])
-            .arg(env!("CARGO_BIN_EXE_flow"))
-            .args(["--mode", "ebpf"])
-            .args(command)
-            .output()
-            .unwrap();
-        check(command, &out, "");
+    const TEST: &str = "ebpf_mode_without_privileges_is_one_line";
+    const NEEDS: &str = "needs root or CAP_BPF+CAP_PERFMON";
+    for who in [Unprivileged::RootWithoutCapabilities, Unprivileged::Nobody] {
+        for command in [
+            &["top", "--once"][..],
+            &["serve", "--listen", "127.0.0.1:0"],
+            &["bandwidth", "--window", "100ms"],
+            &["connections"],
+        ] {
+            let Some(mut unprivileged) = flow_without_privileges(who, TEST) else {
+                return;
+            };
+            let out = unprivileged
+                .args(["--mode", "ebpf"])
+                .args(command)
+                .output()
+                .unwrap();
+            check(command, &out, NEEDS);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{who:?} {command:?}: {stderr}");
+            assert!(stderr.contains(NEEDS), "{who:?} {command:?}: {stderr}");
+        }
     }
 }

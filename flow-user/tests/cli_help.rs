@@ -2,11 +2,11 @@
 //! whole sentence, every option says what it does, and every value name listing choices
 //! (`<a|b|c>`) lists exactly what the parser takes. No privileges: only `--help` is run.
 
-mod cli_support;
+mod support;
 
 use std::process::Output;
 
-use cli_support::flow;
+use support::flow;
 
 fn run(args: &[&str]) -> Output {
     flow().args(args).output().expect("flow runs")

@@ -3,7 +3,7 @@
 //! process, from the connection's first bytes to its close event. Real HTTP: Python's
 //! http.server answering a keep-alive client.
 
-mod cli_support;
+mod support;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -17,8 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cli_support::{flow, free_port, privileged, tool, wait_for, Running};
 use serde_json::Value;
+use support::{flow, free_port, privileged, tool, wait_for, Running};
 
 /// `python3 -m http.server`, HTTP/1.1 (keep-alive), killed when dropped.
 struct Server {

@@ -5,7 +5,7 @@
 //!
 //! xtask runs through a nested `cargo run`: a test started by `cargo test` holds no build lock.
 
-mod cli_support;
+mod support;
 
 use std::{
     fs,
@@ -13,7 +13,7 @@ use std::{
     process::Command,
 };
 
-use cli_support::tool;
+use support::tool;
 
 /// A fresh directory under the target dir's tmp (removed when dropped).
 struct TempDir(PathBuf);

@@ -1,7 +1,7 @@
 //! `flow serve` scraped like Prometheus would: counters that grow by what moved, output that
 //! promtool accepts, and a series count that stays bounded under connection churn.
 
-mod cli_support;
+mod support;
 
 use std::{
     collections::HashMap,
@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use cli_support::{flow, free_port, own_comm, privileged, tool, wait_for, Running};
+use support::{flow, free_port, own_comm, privileged, tool, wait_for, Running};
 
 /// A running exporter on a free loopback port.
 struct Exporter {

@@ -2,7 +2,7 @@
 //! request does not delay a scrape, and with `--web-config` (the Prometheus exporter toolkit's
 //! file) it serves TLS and asks for a bcrypt-checked password. All traffic stays on 127.0.0.1.
 
-mod cli_support;
+mod support;
 
 use std::{
     io::{Read, Write},
@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cli_support::{flow, free_port, privileged, tool, wait_for, Running};
+use support::{flow, free_port, privileged, tool, wait_for, Running};
 
 /// Each idle client holds a descriptor here as in the exporter: the soft limit goes up to the hard
 /// one (the exporter does the same for itself).

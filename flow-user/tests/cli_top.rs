@@ -1,11 +1,11 @@
 //! `flow top` as a person uses it: drawn in tmux and driven with keys, and as plain tables
 //! when its output is piped.
 
-mod cli_support;
+mod support;
 
 use std::{process::Command, time::Duration};
 
-use cli_support::{flow, has_nonzero_rate, privileged, tool, wait_for, Running, Transfer};
+use support::{flow, has_nonzero_rate, privileged, tool, wait_for, Running, Transfer};
 
 /// A 64 KiB write every 20 ms: about 3 MiB/s, for at most `limit`.
 fn traffic(limit: Duration) -> Transfer {

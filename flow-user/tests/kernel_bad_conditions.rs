@@ -1,6 +1,6 @@
 //! Expected bad conditions end in one clear line, or are counted and shown: never a crash.
 
-mod common;
+mod support;
 
 use std::{
     io::{Read, Write},
@@ -14,34 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{load, Pair};
 use flow_user::ebpf::{LoadOptions, Rung};
-
-#[test]
-fn without_privileges_ebpf_mode_is_one_clear_line() {
-    if !common::may_load() {
-        return;
-    }
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(env!("CARGO_BIN_EXE_flow"))
-        .args(["--mode", "ebpf", "bandwidth", "--window", "100ms"])
-        .output()
-        .expect("setpriv (util-linux) runs the monitor as nobody");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(
-        stderr.contains("needs root or CAP_BPF+CAP_PERFMON"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("panicked"));
-}
+use support::{load, tuple_addrs, Pair};
 
 const CAPACITY: u32 = 16;
 const PAIRS: usize = 64;
@@ -77,7 +51,7 @@ fn socket_local_storage_never_evicts() {
         .unwrap()
         .into_iter()
         .filter(|(_, c)| {
-            common::tuple_addrs(&c.tuple).is_some_and(|(l, r)| {
+            tuple_addrs(&c.tuple).is_some_and(|(l, r)| {
                 l == listener.local_addr().unwrap() || r == listener.local_addr().unwrap()
             })
         })

@@ -1,7 +1,7 @@
 //! Detaching: after the monitor ends (drop, SIGINT, SIGTERM) no program or map of it remains.
 //! One test function: the checks look at every BPF object on the host, so they run alone.
 
-mod common;
+mod support;
 
 use std::{
     io::{BufRead, BufReader},
@@ -72,7 +72,7 @@ fn run_flow_then_signal(signal: libc::c_int) {
 
 #[test]
 fn nothing_remains_after_drop_sigint_or_sigterm() {
-    if !common::may_load() {
+    if !support::may_load() {
         return;
     }
     wait_until_gone("before the test (another flow is running?)");

@@ -1,17 +1,17 @@
 //! The kernel program counts exactly the bytes each end of a loopback connection moved.
 
-mod common;
+mod support;
 
 use std::{net::TcpListener, time::Duration};
 
-use common::{collect_closed, load, transfer, tuple_addrs, Pair};
 use flow_user::ebpf::KernelEvents;
+use support::{collect_closed, load, transfer, tuple_addrs, Pair};
 
 const CLIENT_WRITES: [usize; 5] = [1, 64, 1_500, 64 * 1024, 1024 * 1024];
 const SERVER_WRITES: [usize; 5] = [1_048_576, 65_536, 1_500, 64, 1];
 
 fn exact_on(bind: &str) {
-    let Some(mut program) = load(&common::options()) else {
+    let Some(mut program) = load(&support::options()) else {
         return;
     };
     let closed = KernelEvents::start(&mut program, false).unwrap();
@@ -24,7 +24,7 @@ fn exact_on(bind: &str) {
     down += transfer(&pair.server, &pair.client, &[7, 1, 3]);
 
     let sockets = program.sockets().unwrap();
-    let find = |addrs| common::counters_of(&sockets, addrs);
+    let find = |addrs| support::counters_of(&sockets, addrs);
     let client = find(pair.client_addrs());
     let server = find(pair.server_addrs());
     assert_eq!((client.tx_bytes, client.rx_bytes), (up, down), "client end");

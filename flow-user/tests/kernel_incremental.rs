@@ -5,7 +5,7 @@
 //! The tests load their own program each and share the host's sockets, so they run one at a
 //! time (a lock) and look only at their own ports.
 
-mod common;
+mod support;
 
 use std::{
     collections::HashMap,
@@ -17,15 +17,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{collect_closed, load, tuple_addrs, Pair};
 use flow_common::{SockClosed, SockCounters};
 use flow_user::ebpf::{KernelEvents, KernelProgram, Store, TableRow};
+use support::{collect_closed, load, tuple_addrs, Pair};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Loads the program on a socket-local storage rung, or says why the test does not run.
 fn load_local() -> Option<KernelProgram> {
-    let mut program = load(&common::options())?;
+    let mut program = load(&support::options())?;
     if program.rung().store() != Store::Local {
         // Under CI the host's ladder must reach a typed rung (tp_btf there): a refusal of them
         // is a failure, not a reason to skip.

@@ -1,7 +1,7 @@
 //! The attach ladder on this kernel: the best rung that works is chosen, the refusals of the
 //! better ones are reported cleanly, and a refused rung leaves no fd, program or link behind.
 
-mod common;
+mod support;
 
 use flow_user::ebpf::{KernelProgram, LoadOptions, Rung};
 
@@ -31,7 +31,7 @@ fn expected_rung() -> Rung {
 
 #[test]
 fn ladder_picks_the_working_rung_and_leaks_nothing() {
-    if common::load(&LoadOptions::default()).is_none() {
+    if support::load(&LoadOptions::default()).is_none() {
         return;
     }
     let before = open_fds();

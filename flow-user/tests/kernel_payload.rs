@@ -1,7 +1,7 @@
 //! Protocols from the wire: real peers on loopback (never on the protocols' standard ports),
 //! classified from the first bytes the kernel program copied; HTTP method, host and status.
 
-mod common;
+mod support;
 
 use std::{
     io::{Read, Write},
@@ -16,29 +16,21 @@ use flow_user::{
     model::{HttpConnection, NetConnection, Protocol, ProtocolSource},
     ModeChoice, Monitor, MonitorOptions,
 };
+use support::free_port;
 
 fn monitor(payload_bytes: u32) -> Option<Monitor> {
-    if !common::may_load() {
+    if !support::may_load() {
         return None;
     }
     let options = MonitorOptions {
         mode: ModeChoice::Ebpf,
         load: LoadOptions {
             payload_bytes,
-            ..common::options()
+            ..support::options()
         },
         ..MonitorOptions::default()
     };
     Some(Monitor::open(&options).expect("the kernel program must load here"))
-}
-
-/// A free loopback port (bound then released) for peers that take a port number.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An HTTP/1.1 server (keep-alive) in python, killed on drop.
@@ -404,7 +396,7 @@ fn without_payload_capture_ports_decide() {
     // storage) its socket iterator load.
     let program = flow_user::ebpf::KernelProgram::load(&LoadOptions {
         payload_bytes: 0,
-        ..common::options()
+        ..support::options()
     })
     .unwrap();
     assert_eq!(program.payload_bytes(), 0);
@@ -445,7 +437,7 @@ fn without_payload_capture_ports_decide() {
 /// carries the Authorization value or the body.
 #[test]
 fn cli_http_json_shows_the_exchange_and_no_secret() {
-    if !common::may_load() {
+    if !support::may_load() {
         return;
     }
     let server = PythonServer::start();

@@ -1,7 +1,7 @@
 //! Connections that open, move bytes and close between two polls are all accounted for, and
 //! leave no entry behind in the kernel map.
 
-mod common;
+mod support;
 
 use std::{
     collections::HashSet,
@@ -11,8 +11,8 @@ use std::{
     time::Duration,
 };
 
-use common::{collect_closed, load, tuple_addrs};
 use flow_user::ebpf::KernelEvents;
+use support::{collect_closed, load, tuple_addrs};
 
 const CONNECTIONS: usize = 1_000;
 const REQUEST: usize = 300;
@@ -20,7 +20,7 @@ const RESPONSE: usize = 1_700;
 
 #[test]
 fn a_thousand_short_connections_inside_one_poll() {
-    let Some(mut program) = load(&common::options()) else {
+    let Some(mut program) = load(&support::options()) else {
         return;
     };
     let closed = KernelEvents::start(&mut program, false).unwrap();

@@ -7,7 +7,7 @@
 //! issue 5352). The buffer is far larger than what arrives, so counting the requested length
 //! instead of what `tcp_recvmsg` returned is caught too.
 
-mod common;
+mod support;
 
 use std::{
     io::Write,
@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{load, Pair};
+use support::{load, Pair};
 
 /// Small, so the test stays quick under QEMU's emulation (~20× slower than the host).
 const WRITES: usize = 200;
@@ -26,7 +26,7 @@ const BUFFER: usize = 1024 * 1024;
 
 #[test]
 fn dribbled_writes_into_one_blocking_recv_count_exactly() {
-    let Some(mut program) = load(&common::options()) else {
+    let Some(mut program) = load(&support::options()) else {
         return;
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -62,7 +62,7 @@ fn dribbled_writes_into_one_blocking_recv_count_exactly() {
     assert!(started.elapsed() >= Duration::from_millis(2 * WRITES as u64));
 
     let sockets = program.sockets().unwrap();
-    let find = |addrs| common::counters_of(&sockets, addrs);
+    let find = |addrs| support::counters_of(&sockets, addrs);
     let reader = find(pair.server_addrs());
     let writer = find(pair.client_addrs());
     let total = total as u64;

@@ -2,7 +2,7 @@
 //! `/proc/net/tcp{,6}` — state, queues, uid, inode — plus segment counts and each socket's
 //! entry, in one pass. Checked socket by socket against the kernel's own text tables.
 
-mod common;
+mod support;
 
 use std::{
     collections::HashMap,
@@ -13,26 +13,26 @@ use std::{
     time::Duration,
 };
 
-use common::{load, Pair};
 use flow_user::{
     ebpf::{LoadOptions, Rung, Store, TableRow},
     model::TcpState,
     procfs::read_tcp_tables,
 };
+use support::{load, Pair};
 
 type Addrs = (SocketAddr, SocketAddr);
 
 fn table_rows(table: &[TableRow], port: u16) -> HashMap<Addrs, TableRow> {
     table
         .iter()
-        .filter_map(|row| Some((common::tuple_addrs(&row.socket.tuple)?, *row)))
+        .filter_map(|row| Some((support::tuple_addrs(&row.socket.tuple)?, *row)))
         .filter(|((l, r), _)| l.port() == port || r.port() == port)
         .collect()
 }
 
 fn same_table_as_proc(bind: &str) {
     // The host's socket-local rung unless the VM matrix forces one.
-    let rung = common::options().rung.unwrap_or(Rung::TpBtf);
+    let rung = support::options().rung.unwrap_or(Rung::TpBtf);
     let Some(mut program) = load(&LoadOptions {
         rung: Some(rung),
         ..LoadOptions::default()
@@ -53,8 +53,8 @@ fn same_table_as_proc(bind: &str) {
     let unread = Pair::open(&listener);
     (&unread.client).write_all(&[7; 5_000]).unwrap();
     let both = Pair::open(&listener);
-    common::transfer(&both.client, &both.server, &[300]);
-    common::transfer(&both.server, &both.client, &[300]);
+    support::transfer(&both.client, &both.server, &[300]);
+    support::transfer(&both.server, &both.client, &[300]);
     let closed = Pair::open(&listener);
     drop(closed.client);
     let mut rest = Vec::new();

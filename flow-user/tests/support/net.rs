@@ -1,51 +1,23 @@
-//! Helpers for the API tests over real loopback traffic: opening a monitor in each mode, paced
-//! senders, draining readers, and sockets bound to a chosen local port.
-#![allow(dead_code)]
+//! Loopback traffic: free ports, connection pairs, measured transfers, steady and paced senders,
+//! draining readers, sockets bound to a chosen port, resets.
 
 use std::{
     io::{self, Read, Write},
     mem,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
     os::fd::{AsRawFd, FromRawFd},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
-use flow_user::{
-    observe::Mode, procfs::TcpInfoRow, ConnectionBandwidth, ModeChoice, Monitor, MonitorOptions,
-};
-
-pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
-
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some()
-}
-
-/// Opens a monitor in `mode`. eBPF mode needs root: without it the test says loudly that it did
-/// not run, except under CI, where it fails.
-pub fn open(mode: ModeChoice) -> Option<Monitor> {
-    if mode == ModeChoice::Ebpf && !is_root() && !in_ci() {
-        eprintln!("NOT RUN: this test loads the kernel program and needs root (CI runs it)");
-        return None;
-    }
-    let monitor = Monitor::open(&MonitorOptions {
-        mode,
-        ..MonitorOptions::default()
-    })
-    .unwrap_or_else(|err| panic!("the monitor must open in {mode:?} mode here: {err:#}"));
-    let expected = match mode {
-        ModeChoice::Ebpf => Mode::Ebpf,
-        _ => Mode::Procfs,
-    };
-    assert_eq!(monitor.mode(), expected, "{}", monitor.describe());
-    eprintln!("{}", monitor.describe());
-    Some(monitor)
+/// A loopback port nobody listens on now (bound, then released).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 /// Both ends' addresses as the monitor lists them: (local, remote) of `stream`.
@@ -61,33 +33,138 @@ pub fn fstat_inode(stream: &TcpStream) -> u64 {
         .ino()
 }
 
-/// The one row for this end of a connection (there must be exactly one).
-pub fn row_of<'a>(
-    rows: &'a [ConnectionBandwidth],
-    stream: &TcpStream,
-    what: &str,
-) -> &'a ConnectionBandwidth {
-    let (local, remote) = addrs(stream);
-    let matching: Vec<_> = rows
-        .iter()
-        .filter(|b| b.connection.local == local && b.connection.remote == remote)
-        .collect();
-    assert_eq!(
-        matching.len(),
-        1,
-        "{what}: expected one row for {local} -> {remote}, got {matching:#?}"
-    );
-    matching[0]
+/// Both ends of one loopback connection.
+pub struct Pair {
+    pub client: TcpStream,
+    pub server: TcpStream,
 }
 
-/// The sock_diag row of this end of a connection.
-pub fn tcp_info(stream: &TcpStream) -> TcpInfoRow {
-    let (local, remote) = addrs(stream);
-    flow_user::procfs::dump_tcp_info()
-        .unwrap()
-        .into_iter()
-        .find(|r| r.local == local && r.remote == remote)
-        .unwrap_or_else(|| panic!("sock_diag has no row for {local} -> {remote}"))
+impl Pair {
+    pub fn open(listener: &TcpListener) -> Pair {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        Pair { client, server }
+    }
+
+    pub fn client_addrs(&self) -> (SocketAddr, SocketAddr) {
+        addrs(&self.client)
+    }
+
+    pub fn server_addrs(&self) -> (SocketAddr, SocketAddr) {
+        addrs(&self.server)
+    }
+}
+
+/// Writes `sizes` (one `write_all` each) from `from` while `to` reads them all, peeking before
+/// every read so `MSG_PEEK` traffic is in the mix. Returns the byte total.
+pub fn transfer(from: &TcpStream, to: &TcpStream, sizes: &[usize]) -> u64 {
+    let total: usize = sizes.iter().sum();
+    let mut writer = from.try_clone().unwrap();
+    let sizes = sizes.to_vec();
+    let sender = thread::spawn(move || {
+        for size in sizes {
+            let chunk = vec![0x5a_u8; size];
+            writer.write_all(&chunk).unwrap();
+        }
+    });
+    let mut reader = to.try_clone().unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0;
+    while got < total {
+        peek(&reader, 32);
+        let want = (total - got).min(buf.len());
+        let n = reader.read(&mut buf[..want]).unwrap();
+        assert!(n > 0, "peer closed early");
+        got += n;
+    }
+    sender.join().unwrap();
+    total as u64
+}
+
+/// A `recv(MSG_PEEK)` of up to `len` bytes: must not count as received.
+pub fn peek(stream: &TcpStream, len: usize) -> isize {
+    let mut buf = vec![0u8; len];
+    unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            len,
+            libc::MSG_PEEK,
+        )
+    }
+}
+
+/// One loopback connection carrying a steady stream from client to server until dropped or
+/// `limit` passes. The server end's local port is [`Transfer::port`].
+pub struct Transfer {
+    pub port: u16,
+    pub client_port: u16,
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Transfer {
+    /// Sends `chunk` bytes every `pause`.
+    pub fn start(chunk: usize, pause: Duration, limit: Duration) -> Transfer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let end = Instant::now() + limit;
+        let sender = {
+            let (sent, stop) = (Arc::clone(&sent), Arc::clone(&stop));
+            thread::spawn(move || {
+                let data = vec![0x5a_u8; chunk];
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    if client.write_all(&data).is_err() {
+                        break;
+                    }
+                    sent.fetch_add(chunk as u64, Ordering::Relaxed);
+                    thread::sleep(pause);
+                }
+            })
+        };
+        let receiver = thread::spawn(move || {
+            server
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut buf = vec![0u8; 256 * 1024];
+            // Ends at EOF when the sender's stream is dropped, or at the deadline.
+            while Instant::now() < end + Duration::from_secs(1) {
+                match server.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Transfer {
+            port,
+            client_port,
+            sent,
+            stop,
+            threads: vec![sender, receiver],
+        }
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What a paced sender did: when each chunk finished being written.
@@ -269,17 +346,4 @@ pub fn close_with_reset(stream: TcpStream) {
     };
     assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
     drop(stream);
-}
-
-/// `f` until it returns `Some`, at most `tries` times `pause` apart.
-pub fn retry<T>(tries: usize, pause: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    for i in 0..tries {
-        if let Some(value) = f() {
-            return Some(value);
-        }
-        if i + 1 < tries {
-            thread::sleep(pause);
-        }
-    }
-    None
 }
