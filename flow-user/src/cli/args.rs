@@ -62,7 +62,7 @@ pub struct Filters {
     #[arg(long)]
     pub protocol: Option<Protocol>,
     /// Only connections of this container: an id prefix, the container's name or its pod's.
-    #[arg(long, value_name = "ID|NAME|POD")]
+    #[arg(long, value_name = "CONTAINER")]
     pub container: Option<String>,
     /// Only connections in this network namespace (its inode number, `stat -L /proc/PID/ns/net`).
     #[arg(long, value_name = "INODE")]
