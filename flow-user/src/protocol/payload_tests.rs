@@ -182,6 +182,16 @@ fn other_datagrams_are_unknown() {
     ] {
         assert_eq!(classify_datagram(bytes), PayloadFacts::default());
     }
+    // Other UDP protocols' first packets: NTP client, STUN binding request, WireGuard initiation.
+    let mut ntp = vec![0x23];
+    ntp.extend([0u8; 47]);
+    let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend([0x5c; 12]);
+    let mut wireguard = vec![0x01, 0x00, 0x00, 0x00, 0x8f, 0x3a, 0x01, 0x00];
+    wireguard.extend((0..140).map(|i| (i * 37 % 251) as u8));
+    for bytes in [ntp, stun, wireguard] {
+        assert_eq!(classify_datagram(&bytes).protocol, None, "{bytes:02x?}");
+    }
 }
 
 proptest! {

@@ -133,23 +133,47 @@ fn parse_long_header(bytes: &[u8]) -> Option<LongHeader<'_>> {
 /// from offset 0 is read as a ClientHello (which may be cut: a ClientHello spanning two
 /// datagrams gives its name when the part here holds it). `None` for anything else.
 pub fn initial_sni(datagram: &[u8]) -> Option<String> {
-    let mut crypto = Crypto::default();
-    let mut rest = datagram;
-    for _ in 0..MAX_COALESCED {
-        let Some(header) = parse_long_header(rest) else {
-            break;
-        };
-        if !header.whole {
-            break;
-        }
-        if header.kind == LongType::Initial {
-            if let Some(payload) = open_initial(&rest[..header.end], &header) {
-                crypto.add_frames(&payload);
+    let mut initials = InitialCrypto::default();
+    initials.add_datagram(datagram);
+    initials.sni()
+}
+
+/// The CRYPTO data of a connection's client Initials, fed datagram by datagram: a ClientHello
+/// with post-quantum key shares (Chrome's, ~1.8 KB) spans the first two datagrams, and its
+/// server_name extension may sit in either. Bounded to 16 KiB of CRYPTO data.
+#[derive(Clone, Debug, Default)]
+pub struct InitialCrypto {
+    crypto: Crypto,
+}
+
+impl InitialCrypto {
+    /// Adds the CRYPTO frames of every client Initial in this datagram (coalesced packets
+    /// included). Returns whether one opened.
+    pub fn add_datagram(&mut self, datagram: &[u8]) -> bool {
+        let mut opened = false;
+        let mut rest = datagram;
+        for _ in 0..MAX_COALESCED {
+            let Some(header) = parse_long_header(rest) else {
+                break;
+            };
+            if !header.whole {
+                break;
             }
+            if header.kind == LongType::Initial {
+                if let Some(payload) = open_initial(&rest[..header.end], &header) {
+                    self.crypto.add_frames(&payload);
+                    opened = true;
+                }
+            }
+            rest = &rest[header.end..];
         }
-        rest = &rest[header.end..];
+        opened
     }
-    handshake_sni(&crypto.contiguous())
+
+    /// The SNI of the ClientHello as far as its data is contiguous from offset 0.
+    pub fn sni(&self) -> Option<String> {
+        handshake_sni(&self.crypto.contiguous())
+    }
 }
 
 /// The client's Initial packet protection (RFC 9001 §5.2; RFC 9369 §3.3 for v2's salt and
@@ -244,9 +268,11 @@ fn open_initial(packet: &[u8], header: &LongHeader<'_>) -> Option<Vec<u8>> {
 }
 
 /// CRYPTO frame data by offset.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 struct Crypto {
     fragments: Vec<(u64, Vec<u8>)>,
+    /// Bytes held, at most `MAX_CRYPTO`.
+    held: u64,
 }
 
 impl Crypto {
@@ -272,19 +298,24 @@ impl Crypto {
         let offset = take_varint(p)?;
         let len = take_varint(p)?;
         let data = take(p, usize::try_from(len).ok()?)?;
-        if offset.checked_add(len)? <= MAX_CRYPTO && !data.is_empty() {
+        if offset.checked_add(len)? <= MAX_CRYPTO
+            && !data.is_empty()
+            && self.held + len <= MAX_CRYPTO
+        {
             self.fragments.push((offset, data.to_vec()));
+            self.held += len;
         }
         Some(())
     }
 
     /// The data contiguous from offset 0 (overlaps allowed; retransmissions carry the same
     /// bytes).
-    fn contiguous(mut self) -> Vec<u8> {
-        self.fragments.sort_by_key(|(offset, _)| *offset);
+    fn contiguous(&self) -> Vec<u8> {
+        let mut fragments: Vec<&(u64, Vec<u8>)> = self.fragments.iter().collect();
+        fragments.sort_by_key(|(offset, _)| *offset);
         let mut out: Vec<u8> = Vec::new();
-        for (offset, data) in self.fragments {
-            let offset = offset as usize;
+        for (offset, data) in fragments {
+            let offset = *offset as usize;
             if offset > out.len() {
                 break;
             }

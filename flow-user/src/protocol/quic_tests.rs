@@ -234,6 +234,42 @@ fn a_client_hello_over_two_coalesced_initials() {
 }
 
 #[test]
+fn a_client_hello_over_two_datagrams() {
+    let hello = big_client_hello("pq.flowtest.test");
+    let dcid = [0x33; 8];
+    // Chrome-style: the second datagram holds the name.
+    let first = protect(VERSION_1, &dcid, 0, &crypto_frame(0, &hello[..1100]), 1200);
+    let second = protect(
+        VERSION_1,
+        &dcid,
+        1,
+        &crypto_frame(1100, &hello[1100..]),
+        1200,
+    );
+    assert_eq!(initial_sni(&first), None);
+    let mut initials = InitialCrypto::default();
+    assert!(initials.add_datagram(&second));
+    assert_eq!(initials.sni(), None, "nothing from offset 0 yet");
+    assert!(initials.add_datagram(&first));
+    assert_eq!(initials.sni().as_deref(), Some("pq.flowtest.test"));
+    // Other datagrams add nothing and break nothing.
+    assert!(!initials.add_datagram(b"\x40 short header"));
+    assert!(!initials.add_datagram(&hex(RFC9001_SERVER_INITIAL)));
+    assert_eq!(initials.sni().as_deref(), Some("pq.flowtest.test"));
+}
+
+#[test]
+fn crypto_data_is_bounded() {
+    let mut crypto = Crypto::default();
+    let chunk = vec![0u8; 1000];
+    for i in 0..40 {
+        crypto.add_frames(&crypto_frame(i * 1000 % 15_000, &chunk));
+    }
+    assert!(crypto.held <= MAX_CRYPTO);
+    assert!(crypto.contiguous().len() <= MAX_CRYPTO as usize);
+}
+
+#[test]
 fn an_initial_followed_by_other_coalesced_packets() {
     let mut datagram = rfc9001_client_initial();
     // A Handshake packet after it (not decryptable here) and trailing padding.
