@@ -298,6 +298,7 @@ fn same_four_tuple_in_two_namespaces(rung: Rung) {
         assert_eq!(health.evictions, 0, "socket-local storage evicts nothing");
         assert_eq!(health.map_capacity, 0);
     }
+    assert_eq!(health.namespaces_unreadable, 0, "{health:?}");
 }
 
 #[test]
@@ -308,4 +309,52 @@ fn same_four_tuple_in_two_namespaces_on_tp_btf() {
 #[test]
 fn same_four_tuple_in_two_namespaces_on_tracepoint() {
     same_four_tuple_in_two_namespaces(Rung::Tracepoint);
+}
+
+/// Cost of the per-namespace reads: `cargo test --test kernel_namespaces -- --ignored
+/// --nocapture`. Prints milliseconds per poll with the host's namespaces, then with 20 more.
+#[test]
+#[ignore]
+fn cost_per_poll_with_more_namespaces() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !may_run() {
+        return;
+    }
+    let time = |rung: Rung, label: &str| {
+        let mut monitor = Monitor::open(&MonitorOptions {
+            mode: ModeChoice::Ebpf,
+            load: LoadOptions {
+                rung: Some(rung),
+                ..LoadOptions::default()
+            },
+            ..MonitorOptions::default()
+        })
+        .unwrap();
+        monitor.observe().unwrap();
+        let polls = 20;
+        let start = Instant::now();
+        for _ in 0..polls {
+            monitor.observe().unwrap();
+        }
+        let per_poll = start.elapsed() / polls;
+        let netns = flow_user::netns::discover(
+            std::path::Path::new("/proc"),
+            std::path::Path::new("/run/netns"),
+        );
+        eprintln!(
+            "{rung} {label}: {} namespaces, {per_poll:?} per poll",
+            netns.namespaces.len()
+        );
+    };
+    for rung in [Rung::TpBtf, Rung::Tracepoint] {
+        time(rung, "host");
+    }
+    let tag = format!("flowcost-{}", std::process::id());
+    let spaces: Vec<Space> = (0..20)
+        .map(|i| Space::new(format!("{tag}-{i}"), &[(100, 100)]))
+        .collect();
+    for rung in [Rung::TpBtf, Rung::Tracepoint] {
+        time(rung, "+20");
+    }
+    drop(spaces);
 }

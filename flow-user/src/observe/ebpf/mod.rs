@@ -166,6 +166,7 @@ impl EbpfObserver {
                 insert_failures: stats.insert_failures + stats.inflight_drops,
                 malformed_lines: malformed,
                 unreadable_processes: self.owners.unreadable_processes() as u64,
+                namespaces_unreadable: self.program.namespaces_unreadable(),
             },
         })
     }
