@@ -20,6 +20,7 @@ mod json;
 mod overhead;
 mod peers;
 mod proc;
+mod record;
 mod profile;
 mod report;
 mod report_json;
@@ -90,6 +91,8 @@ pub enum Section {
     Scale,
     Churn,
     Startup,
+    /// The flight recorder (issue 16).
+    Record,
 }
 
 /// The numbers a run uses, defaults filled in.
@@ -248,6 +251,9 @@ fn measure_all(ctx: &mut Ctx, r: &mut Results) -> Result<()> {
     }
     if ctx.plan.runs(Section::Churn) {
         r.churn = churn::measure(ctx);
+    }
+    if ctx.plan.runs(Section::Record) {
+        r.record = record::measure(ctx);
     }
 
     Ok(())

@@ -70,6 +70,7 @@ pub fn flow_row<'a>(r: &'a Results, size: &str) -> Option<&'a Overhead> {
 /// issue 12 did not make stricter.
 pub fn targets(r: &Results) -> Vec<Target> {
     let mut t = super::issue12::targets(r);
+    t.extend(super::record::targets(r));
     let flow64 = flow_row(r, "64").and_then(|o| Summary::of(&o.ratios));
     let what = "iperf3 -l 64 throughput ratio with flow";
     t.push(match flow64 {
@@ -519,6 +520,7 @@ mod tests {
             quick: false,
             versions: vec![("iperf3".into(), "iperf 3.12".into())],
             rung: Some("tracepoint".into()),
+            record: None,
             overhead: vec![
                 Overhead {
                     tool: "flow".into(),
@@ -665,7 +667,8 @@ mod tests {
         let v = crate::bench::json::parse(&text).unwrap();
         assert_eq!(v.get("rung").and_then(Value::as_str), Some("tracepoint"));
         let targets = crate::bench::json::elements(v.get("targets").unwrap());
-        assert_eq!(targets.len(), 13);
+        // Issue 12 and 7 (13), issue 16's recorder (3).
+        assert_eq!(targets.len(), 16);
         assert_eq!(
             targets[3].get("verdict").and_then(Value::as_str),
             Some("met")

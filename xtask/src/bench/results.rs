@@ -18,6 +18,8 @@ pub struct Results {
     pub churn: Vec<Churn>,
     pub startup: Option<Startup>,
     pub idle: Option<Idle>,
+    /// The flight recorder's cost, growth and query time (issue 16).
+    pub record: Option<super::record::Record>,
     /// The newest earlier full reports' figures, for the no-regression lines.
     pub before: super::baseline::Baseline,
     /// Installs, skipped peers, missing metrics, deviations: one sentence each.
