@@ -2,6 +2,8 @@
 //! (real kernel, as root), `--at`, plots, and one-line errors on bad input. All traffic stays on
 //! 127.0.0.1; every wait ends by a deadline.
 
+mod support;
+
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
@@ -9,61 +11,17 @@ use std::{
     process::{Child, Command, Output, Stdio},
     sync::{Arc, Mutex},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
-
-fn flow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_flow"))
-}
-
-fn in_ci() -> bool {
-    std::env::var_os("CI").is_some()
-}
-
-/// As root (the kernel program); under CI anything else is a failure.
-fn privileged(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(!in_ci(), "{test}: CI runs these tests as root");
-    eprintln!("NOT RUN: {test} needs root (CI runs it)");
-    false
-}
-
-fn sqlite3(test: &str) -> Option<&'static str> {
-    let found = ["/usr/bin/sqlite3", "/bin/sqlite3", "/usr/local/bin/sqlite3"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{test}: `sqlite3` must be installed (`cargo xtask test` installs it)"
-        );
-        eprintln!("NOT RUN: {test} needs `sqlite3`");
-    }
-    found
-}
+use support::{flow, privileged, tool, wait_for};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flow-cli-record-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(found) = check() {
-            return Some(found);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn now_rfc3339(offset_ms: i64) -> String {
@@ -223,7 +181,9 @@ fn exact_totals_across_a_kill_and_a_restart() {
     if !privileged(test) {
         return;
     }
-    let Some(sqlite3) = sqlite3(test) else { return };
+    let Some(sqlite3) = tool("sqlite3", test) else {
+        return;
+    };
     let dir = temp_dir("exact");
     let db = dir.join("flow.db");
     let since = now_rfc3339(-2000);
