@@ -367,7 +367,8 @@ pub struct ReportArgs {
     /// One JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Also draw the top rows' bandwidth over the range into a PNG or SVG file.
-    #[arg(long, value_name = "FILE.png|FILE.svg", requires = "since")]
+    /// Also draw the top rows' bandwidth over the range into FILE: PNG or SVG by its
+    /// extension (.png, .svg).
+    #[arg(long, value_name = "FILE", requires = "since")]
     pub plot: Option<std::path::PathBuf>,
 }
