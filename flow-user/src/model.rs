@@ -209,6 +209,11 @@ pub struct NetConnection {
     /// it (JSON: `cgroup`, `container`, `service`). Shared by every connection of one cgroup.
     #[serde(flatten)]
     pub attribution: std::sync::Arc<crate::attribution::Attribution>,
+    /// The name this host most recently resolved to the remote address (from the A/AAAA
+    /// answers of DNS responses `flow` saw), where known.
+    pub remote_name: Option<std::sync::Arc<str>>,
+    /// The server name (SNI) of the connection's TLS ClientHello, where seen.
+    pub tls_server_name: Option<std::sync::Arc<str>>,
     /// Tells apart connections that reuse one 4-tuple: the socket cookie, the inode, or a hash of
     /// the kernel's socket address and first-activity time. Input of the id; not printed.
     #[serde(skip)]

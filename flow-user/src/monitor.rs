@@ -68,6 +68,8 @@ pub struct Monitor {
     http: HashMap<ConnectionId, HttpConnection>,
     http_seen: HashMap<ConnectionId, Instant>,
     last_observation: Option<Instant>,
+    /// Names this host resolved, from the DNS answers the observer saw.
+    names: crate::names::NameCache,
 }
 
 /// How long HTTP exchanges are kept after they were last seen.
@@ -107,6 +109,7 @@ impl Monitor {
             http: HashMap::new(),
             http_seen: HashMap::new(),
             last_observation: None,
+            names: crate::names::NameCache::new(Default::default()),
         }
     }
 
@@ -146,10 +149,34 @@ impl Monitor {
         self.took(observation)
     }
 
-    fn took(&mut self, observation: Observation) -> Result<Observation> {
+    fn took(&mut self, mut observation: Observation) -> Result<Observation> {
+        self.name_remotes(&mut observation);
         self.health = observation.health.clone();
         self.remember_http(&observation);
         Ok(observation)
+    }
+
+    /// Learns the DNS answers seen since the last observation, then gives each listed
+    /// connection the name its remote address was last resolved from (a lookup per row).
+    fn name_remotes(&mut self, observation: &mut Observation) {
+        let now = std::time::Instant::now();
+        let answers = self.observer.take_dns_answers();
+        if !answers.is_empty() {
+            self.names.learn(&answers, now);
+        }
+        if self.names.is_empty() {
+            return;
+        }
+        for socket in observation
+            .sockets
+            .iter_mut()
+            .chain(&mut observation.closed)
+        {
+            let name = self.names.name_of(socket.connection.remote.ip(), now);
+            if socket.connection.remote_name != name {
+                socket.connection.remote_name = name;
+            }
+        }
     }
 
     fn remember_http(&mut self, observation: &Observation) {

@@ -52,17 +52,27 @@ fn ensure_aioquic() {
     if has(&python) {
         return;
     }
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "aioquic",
-        ])
-        .output()
-        .expect("python3 runs");
+    let pip = |extra: &[&str]| {
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(extra)
+            .arg("aioquic")
+            .output()
+            .expect("python3 runs")
+    };
+    let mut out = pip(&[]);
+    // Debian's own python3 refuses installs outside a venv (PEP 668); a test machine may.
+    if !out.status.success()
+        && String::from_utf8_lossy(&out.stderr).contains("externally-managed-environment")
+    {
+        out = pip(&["--break-system-packages"]);
+    }
     assert!(
         out.status.success(),
         "pip install aioquic failed: {}",

@@ -113,6 +113,8 @@ fn synthetic(
             active: true,
             netns: None,
             attribution: Attribution::none(),
+            remote_name: None,
+            tls_server_name: None,
             generation: 0,
         }
     };

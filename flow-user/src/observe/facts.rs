@@ -12,6 +12,8 @@ pub struct ConnectionFacts {
     protocol: Option<Protocol>,
     greeting_220: bool,
     http: Option<HttpExchange>,
+    /// The SNI of the connection's TLS ClientHello, once seen.
+    tls_server_name: Option<std::sync::Arc<str>>,
     pub updated: Instant,
 }
 
@@ -21,6 +23,7 @@ impl ConnectionFacts {
             protocol: None,
             greeting_220: false,
             http: None,
+            tls_server_name: None,
             updated: at,
         }
     }
@@ -33,6 +36,9 @@ impl ConnectionFacts {
             self.protocol = facts.protocol;
         }
         self.greeting_220 |= facts.greeting_220;
+        if let (None, Some(name)) = (&self.tls_server_name, &facts.tls_server_name) {
+            self.tls_server_name = Some(name.as_str().into());
+        }
         match &facts.http {
             Some(HttpMessage::Request { method, host }) => {
                 self.http = Some(HttpExchange {
@@ -65,6 +71,10 @@ impl ConnectionFacts {
             },
             by_port,
         )
+    }
+
+    pub fn tls_server_name(&self) -> Option<std::sync::Arc<str>> {
+        self.tls_server_name.clone()
     }
 
     pub fn http(&self) -> Option<&HttpExchange> {

@@ -124,6 +124,10 @@ pub trait Observer: Send {
     fn captures_payload(&self) -> bool {
         false
     }
+    /// A/AAAA answers of the DNS responses seen since the previous call (names of remotes).
+    fn take_dns_answers(&mut self) -> Vec<crate::protocol::dns::DnsAnswer> {
+        Vec::new()
+    }
 }
 
 /// The fields of a connection that observers fill in; the id and protocol follow from them.
@@ -169,6 +173,8 @@ impl ConnectionParts {
             active: self.active,
             netns: None,
             attribution: crate::attribution::Attribution::none(),
+            remote_name: None,
+            tls_server_name: payload.and_then(|f| f.tls_server_name()),
             generation: self.generation,
         }
     }

@@ -40,6 +40,8 @@ fn row(id: u64, process: &str, tx: u64, rx: u64, active: bool) -> ConnectionBand
             active,
             netns: None,
             attribution: Attribution::none(),
+            remote_name: None,
+            tls_server_name: None,
             generation: 0,
         },
         tx_bytes: tx,

@@ -237,7 +237,7 @@ impl Recorder {
                     attribution.cgroup.as_deref(),
                     container,
                     attribution.service.as_deref(),
-                    Option::<&str>::None,
+                    c.remote_name.as_deref(),
                     start,
                     end,
                     (!c.active).then_some(end),

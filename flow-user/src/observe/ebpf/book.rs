@@ -29,16 +29,24 @@ pub type KernelIdentity = (SockKey, u64);
 #[derive(Default)]
 pub struct FactsBook {
     facts: HashMap<KernelIdentity, ConnectionFacts>,
+    /// A/AAAA answers of the DNS responses seen since they were last taken.
+    dns_answers: Vec<crate::protocol::dns::DnsAnswer>,
 }
 
 impl FactsBook {
     pub fn learn(&mut self, seen: Vec<PayloadSeen>, at: Instant) {
-        for seen in seen {
+        for mut seen in seen {
+            self.dns_answers.append(&mut seen.facts.dns_answers);
             self.facts
                 .entry((seen.sock, seen.first_ns))
                 .or_insert_with(|| ConnectionFacts::new(at))
                 .learn(&seen.facts, at);
         }
+    }
+
+    /// The DNS answers learned since the previous call.
+    pub fn take_dns_answers(&mut self) -> Vec<crate::protocol::dns::DnsAnswer> {
+        std::mem::take(&mut self.dns_answers)
     }
 
     pub fn get(&self, identity: &KernelIdentity) -> Option<&ConnectionFacts> {

@@ -198,4 +198,8 @@ impl Observer for EbpfObserver {
     fn captures_payload(&self) -> bool {
         self.program.payload_bytes() > 0
     }
+
+    fn take_dns_answers(&mut self) -> Vec<crate::protocol::dns::DnsAnswer> {
+        self.facts.take_dns_answers()
+    }
 }

@@ -1,0 +1,203 @@
+//! Who is at the other end: the SNI of a TLS ClientHello (`openssl s_client -servername`) and
+//! the name a DNS answer gave the remote address (dnsmasq answering `dig +tcp`), both read
+//! from the payload prefixes the kernel program captures; `--no-payload` shows neither.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use serde_json::Value;
+use support::{flow, free_port, privileged, tool, wait_for, Running};
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rows(running: &mut Running) -> Vec<Value> {
+    let done = wait_for(Duration::from_secs(30), || {
+        running.child.try_wait().ok().flatten()
+    });
+    assert!(done.is_some_and(|s| s.success()), "{}", running.stderr());
+    serde_json::from_str::<Value>(&running.stdout())
+        .expect("flow printed JSON")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn tls_server_name_from_the_client_hello() {
+    const TEST: &str = "tls_server_name_from_the_client_hello";
+    if !privileged(TEST) {
+        return;
+    }
+    let Some(openssl) = tool("openssl", TEST) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("flow-sni-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let made = Command::new(openssl)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=sni.flowtest.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let port = free_port();
+    let _server = Killed(
+        Command::new(openssl)
+            .args([
+                "s_server",
+                "-quiet",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("-key")
+            .arg(&key)
+            .arg("-cert")
+            .arg(&cert)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect((
+        "127.0.0.1",
+        port
+    ))
+    .ok())
+    .is_some());
+
+    let watch = |extra: &[&str]| {
+        let port = port.to_string();
+        let mut args = vec!["bandwidth", "--json", "--window", "3s", "--port", &port];
+        args.extend(extra);
+        Running::spawn(flow().args(&args))
+    };
+    for no_payload in [false, true] {
+        let mut running = watch(if no_payload { &["--no-payload"] } else { &[] });
+        thread::sleep(Duration::from_millis(800));
+        let mut client = Command::new(openssl)
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(["-servername", "sni.flowtest.test"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(800));
+        let _ = client.stdin.take().map(|mut s| s.write_all(b"hello\n"));
+        thread::sleep(Duration::from_millis(300));
+        let _ = client.kill();
+        let _ = client.wait();
+        let rows = rows(&mut running);
+        let client_end = rows
+            .iter()
+            .find(|r| r["connection"]["remote"].as_str() == Some(&format!("127.0.0.1:{port}")))
+            .unwrap_or_else(|| panic!("no row for the client end: {rows:#?}"));
+        let sni = &client_end["connection"]["tls_server_name"];
+        if no_payload {
+            assert_eq!(sni, &Value::Null, "--no-payload keeps no names");
+        } else {
+            assert_eq!(sni, "sni.flowtest.test", "{client_end:#}");
+            assert_eq!(client_end["connection"]["protocol"], "HTTPS");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn remote_name_from_a_dns_answer() {
+    const TEST: &str = "remote_name_from_a_dns_answer";
+    if !privileged(TEST) {
+        return;
+    }
+    let (Some(dnsmasq), Some(dig)) = (tool("dnsmasq", TEST), tool("dig", TEST)) else {
+        return;
+    };
+    let dns_port = free_port();
+    let _dns = Killed(
+        Command::new(dnsmasq)
+            .args([
+                "--no-daemon",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--no-resolv",
+                "--no-hosts",
+                "--address=/flowtest.test/127.0.0.7",
+            ])
+            .arg(format!("--port={dns_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect((
+        "127.0.0.1",
+        dns_port
+    ))
+    .ok())
+    .is_some());
+    // A service on the address the name resolves to.
+    let listener = TcpListener::bind("127.0.0.7:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    let mut running = Running::spawn(flow().args([
+        "bandwidth",
+        "--json",
+        "--window",
+        "3s",
+        "--port",
+        &port.to_string(),
+    ]));
+    thread::sleep(Duration::from_millis(800));
+    let answer = Command::new(dig)
+        .args([
+            "+tcp",
+            "+short",
+            "-p",
+            &dns_port.to_string(),
+            "@127.0.0.1",
+            "flowtest.test",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer.stdout).trim(), "127.0.0.7");
+    thread::sleep(Duration::from_millis(300));
+    let mut client = TcpStream::connect(("127.0.0.7", port)).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(&[7u8; 1_234]).unwrap();
+    let mut got = vec![0u8; 1_234];
+    server.read_exact(&mut got).unwrap();
+    let rows = rows(&mut running);
+    let client_end = rows
+        .iter()
+        .find(|r| r["connection"]["remote"].as_str() == Some(&format!("127.0.0.7:{port}")))
+        .unwrap_or_else(|| panic!("no row for the client end: {rows:#?}"));
+    assert_eq!(
+        client_end["connection"]["remote_name"], "flowtest.test",
+        "{client_end:#}"
+    );
+    assert_eq!(client_end["tx_bytes"], 1_234);
+}
