@@ -149,6 +149,24 @@ impl std::str::FromStr for Protocol {
     }
 }
 
+/// The transport a connection (or flow) runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
 /// Where a connection's protocol came from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -188,6 +206,8 @@ pub struct NetConnection {
     pub id: ConnectionId,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// `tcp` (today every connection; UDP flows are not counted yet).
+    pub transport: Transport,
     pub state: TcpState,
     /// Socket inode (`/proc/net/tcp`, `fstat`); 0 when unknown (e.g. closed before it was seen).
     pub inode: u64,

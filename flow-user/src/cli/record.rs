@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     attribution::Attribution,
-    model::{ConnectionBandwidth, NetConnection, Protocol, ProtocolSource, TcpState},
+    model::{ConnectionBandwidth, NetConnection, Protocol, ProtocolSource, TcpState, Transport},
     monitor::MonitorOptions,
     record::{self, parse_tiers, RecordConfig, Recorder},
     ConnectionId,
@@ -102,6 +102,7 @@ fn synthetic(
             id: ConnectionId(0x5eed_0000_0000_0000 | n),
             local: SocketAddr::from(([10, 0, (n >> 8) as u8, n as u8], port)),
             remote: SocketAddr::from(([192, 0, 2, (n % 200) as u8], 443)),
+            transport: Transport::Tcp,
             state: TcpState::Established,
             inode: n,
             uid: Some(0),

@@ -164,6 +164,7 @@ impl ConnectionParts {
             },
             local: self.local,
             remote: self.remote,
+            transport: crate::model::Transport::Tcp,
             state: self.state,
             inode: self.inode,
             uid: self.uid,

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     attribution::Attribution,
-    model::{ConnectionBandwidth, NetConnection, Protocol, ProtocolSource, TcpState},
+    model::{ConnectionBandwidth, NetConnection, Protocol, ProtocolSource, TcpState, Transport},
     ConnectionId,
 };
 
@@ -29,6 +29,7 @@ fn row(id: u64, process: &str, tx: u64, rx: u64, active: bool) -> ConnectionBand
             id: ConnectionId(id),
             local: SocketAddr::from(([127, 0, 0, 1], 40_000 + id as u16)),
             remote: SocketAddr::from(([127, 0, 0, 2], 80)),
+            transport: Transport::Tcp,
             state: TcpState::Established,
             inode: id,
             uid: None,

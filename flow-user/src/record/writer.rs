@@ -229,7 +229,7 @@ impl Recorder {
                     c.local.to_string(),
                     c.remote.to_string(),
                     remote_host(&c.remote),
-                    "tcp",
+                    c.transport.name(),
                     c.protocol.name(),
                     c.pid,
                     c.process.as_deref(),
