@@ -14,4 +14,4 @@ pub use events::{KernelEvents, PayloadSeen};
 pub use load_errors::Refusal;
 pub use loader::{KernelProgram, LoadOptions};
 pub use reader::{tuple_addrs, ChangedRead, KernelStats, TableRow};
-pub use rungs::{Rung, Store};
+pub use rungs::{Counting, Rung, Store};
