@@ -8,7 +8,8 @@ use core::{ffi::c_void, ptr};
 use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
     helpers::generated::{
-        bpf_get_socket_cookie, bpf_jiffies64, bpf_sk_storage_delete, bpf_sk_storage_get,
+        bpf_get_socket_cookie, bpf_jiffies64, bpf_ktime_get_ns, bpf_sk_storage_delete,
+        bpf_sk_storage_get,
     },
 };
 use flow_common::{entry_flags, stat, SockCounters, SockKey};
@@ -16,7 +17,7 @@ use flow_common::{entry_flags, stat, SockCounters, SockKey};
 use crate::maps::SOCKET_STORE;
 use crate::{
     capture::{maybe_capture, wants},
-    counting::{add, fresh, note_mover, Direction},
+    counting::{add, note_mover, Direction},
     publish::{bump, publish_closed, publish_state_closed},
     read::{read_kernel, read_tuple},
     sequence::{self, Stamp},
@@ -60,16 +61,17 @@ pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
 }
 
 /// Creates the socket's entry (or finds the one another CPU just created) and returns it.
+/// The kernel zero-fills a new entry (no initial value on the stack: with the sequence
+/// bases, the state program's frames passed the 512-byte combined stack limit of kernels
+/// without private BPF stacks), so a zero `first_ns` means nobody has set it up yet.
 #[cold]
 pub fn create(sk: SockKey) -> *mut SockCounters {
-    let mut initial = fresh();
-    let first_ns = initial.first_ns;
-    // SAFETY: as in `entry`; the kernel copies `initial` into the new storage.
+    // SAFETY: as in `entry`; a null value asks the kernel for a zeroed entry.
     let counters: *mut SockCounters = unsafe {
         bpf_sk_storage_get(
             store(),
             sk as *mut c_void,
-            ptr::from_mut(&mut initial).cast(),
+            ptr::null_mut(),
             BPF_SK_STORAGE_GET_F_CREATE as u64,
         )
     }
@@ -79,9 +81,13 @@ pub fn create(sk: SockKey) -> *mut SockCounters {
         bump(stat::INSERT_FAILURES);
         return counters;
     }
-    // SAFETY: non-null storage. Our `first_ns` in it means this call created it.
+    // SAFETY: non-null storage of this socket.
     unsafe {
-        if (*counters).first_ns == first_ns {
+        if (*counters).first_ns == 0 {
+            let tick = bpf_jiffies64();
+            (*counters).first_ns = bpf_ktime_get_ns();
+            (*counters).first_jiffies = tick;
+            (*counters).last_jiffies = tick;
             bump(stat::INSERTS);
             read_tuple(sk, &mut (*counters).tuple);
             (*counters).cookie = bpf_get_socket_cookie(sk as *mut c_void);
