@@ -5,6 +5,8 @@
 //! the layout is the same on `bpfel` and `x86_64` without hidden padding.
 #![no_std]
 
+pub mod udp;
+
 /// Key of the per-socket map: the kernel address of the `struct sock`.
 ///
 /// A freed socket's address can be reused by a new one; the kernel program deletes the entry
@@ -302,7 +304,10 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<SockTuple>(), 40);
-        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8 + 8 + 8 + 8 + 8);
+        assert_eq!(
+            size_of::<SockCounters>(),
+            8 * 8 + 16 + 40 + 8 + 8 + 8 + 8 + 8
+        );
         assert_eq!(core::mem::offset_of!(SockCounters, flags), 124);
         assert_eq!(core::mem::offset_of!(SockCounters, state_jiffies), 136);
         assert_eq!(core::mem::offset_of!(SockCounters, cgroup_id), 144);

@@ -23,6 +23,7 @@ mod maps;
 mod publish;
 mod read;
 mod table;
+mod udp;
 
 use core::ffi::c_void;
 
