@@ -304,10 +304,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<SockTuple>(), 40);
-        assert_eq!(
-            size_of::<SockCounters>(),
-            8 * 8 + 16 + 40 + 8 + 8 + 8 + 8 + 8
-        );
+        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8 + 8 + 8 + 8 + 8);
         assert_eq!(core::mem::offset_of!(SockCounters, flags), 124);
         assert_eq!(core::mem::offset_of!(SockCounters, state_jiffies), 136);
         assert_eq!(core::mem::offset_of!(SockCounters, cgroup_id), 144);
