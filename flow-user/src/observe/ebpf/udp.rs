@@ -36,6 +36,9 @@ struct FlowFacts {
 #[derive(Default)]
 pub struct UdpBook {
     facts: HashMap<UdpFlowKey, FlowFacts>,
+    /// Per socket cookie: the last sender's pid and its command name, read from `/proc` once
+    /// per pid (a released socket's process may be gone by the time its flows are reported).
+    owners: HashMap<u64, (u32, Option<String>)>,
     dns_answers: Vec<DnsAnswer>,
     /// Flows userspace deleted (with the kernel's inserts and the entries present: evictions).
     deleted: u64,
@@ -69,9 +72,7 @@ impl UdpBook {
         let mut ended = Vec::new();
         for (key, flow) in &read.flows {
             let released = read.released.contains(&key.cookie);
-            let Some(socket) = self.observed(key, flow, !released) else {
-                continue;
-            };
+            let socket = self.observed(key, flow, !released);
             if released {
                 ended.push(*key);
                 poll.closed.push(socket);
@@ -87,9 +88,17 @@ impl UdpBook {
                 .saturating_sub(present),
         );
         self.deleted += program.delete_udp_flows(&ended)?;
-        for key in &ended {
-            self.facts.remove(key);
-        }
+        // Whatever belongs to no flow in the map (ended, or evicted) is forgotten.
+        let ended: std::collections::HashSet<UdpFlowKey> = ended.into_iter().collect();
+        let present: std::collections::HashSet<UdpFlowKey> = read
+            .flows
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| !ended.contains(key))
+            .collect();
+        self.facts.retain(|key, _| present.contains(key));
+        let cookies: std::collections::HashSet<u64> = present.iter().map(|k| k.cookie).collect();
+        self.owners.retain(|cookie, _| cookies.contains(cookie));
         self.release_drops = read.release_drops;
         self.payload_drops = read.payload_drops;
         Ok(poll)
@@ -104,16 +113,10 @@ impl UdpBook {
         std::mem::take(&mut self.dns_answers)
     }
 
-    fn observed(&self, key: &UdpFlowKey, flow: &UdpFlow, active: bool) -> Option<ObservedSocket> {
+    fn observed(&mut self, key: &UdpFlowKey, flow: &UdpFlow, active: bool) -> ObservedSocket {
         let remote = SocketAddr::new(ip(key.family, &key.remote_addr), key.remote_port);
         let local = SocketAddr::new(ip(key.family, &flow.local_addr), flow.local_port);
-        let pid = (flow.pid_tgid >> 32) as u32;
-        let pid = (pid != 0).then_some(pid);
-        let process = pid.and_then(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .ok()
-                .map(|c| c.trim_end().to_string())
-        });
+        let (pid, process) = self.owner(key.cookie, (flow.pid_tgid >> 32) as u32);
         let mut connection = ConnectionParts {
             local,
             remote,
@@ -141,7 +144,7 @@ impl UdpBook {
             ),
         };
         connection.tls_server_name = facts.tls_server_name;
-        Some(ObservedSocket {
+        ObservedSocket {
             connection,
             counters: Counters {
                 tx_bytes: flow.tx_bytes,
@@ -152,7 +155,20 @@ impl UdpBook {
             rx_queue: 0,
             tx_queue: 0,
             http: None,
-        })
+        }
+    }
+
+    /// The pid that last sent on the socket (0: none yet) and its command name.
+    fn owner(&mut self, cookie: u64, pid: u32) -> (Option<u32>, Option<String>) {
+        if pid == 0 {
+            return (None, None);
+        }
+        let known = self.owners.entry(cookie).or_insert((0, None));
+        if known.0 != pid {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+            *known = (pid, comm.map(|c| c.trim_end().to_string()));
+        }
+        (Some(pid), known.1.clone())
     }
 }
 
