@@ -14,9 +14,12 @@ use std::{
     time::Duration,
 };
 
-use flow_user::{model::Transport, ConnectionBandwidth, ModeChoice, Protocol};
+use flow_user::{
+    ebpf::LoadOptions, model::Transport, ConnectionBandwidth, ModeChoice, Monitor, MonitorOptions,
+    Protocol,
+};
 use serde_json::Value;
-use support::{flow, free_port, open, privileged, tool, wait_for, Running};
+use support::{flow, free_port, may_load, open, privileged, tool, wait_for, Running};
 
 /// The one UDP row of this flow (there must be exactly one).
 fn flow_row<'a>(
@@ -314,4 +317,38 @@ fn dns_over_udp_is_dns_and_names_the_remote() {
     assert_eq!(tcp["connection"]["transport"], "tcp");
     assert_eq!(tcp["connection"]["remote_name"], "flowtest.test", "{tcp:#}");
     assert_eq!(tcp["tx_bytes"], 1_234);
+}
+
+#[test]
+fn udp_flows_are_bounded_and_evictions_counted() {
+    if !may_load() {
+        return;
+    }
+    const CAPACITY: u32 = 8;
+    const REMOTES: u16 = 40;
+    let mut monitor = Monitor::open(&MonitorOptions {
+        mode: ModeChoice::Ebpf,
+        load: LoadOptions {
+            udp_flows: CAPACITY,
+            ..support::options()
+        },
+        ..MonitorOptions::default()
+    })
+    .unwrap();
+    monitor.step().unwrap();
+    // One unconnected socket, one datagram to each of 40 remotes (nobody listens: loopback
+    // answers with ICMP, which an unconnected socket does not report).
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let base = free_port();
+    for i in 0..REMOTES {
+        let port = base.wrapping_add(i).max(1_024);
+        sender.send_to(&[3u8; 10], ("127.0.0.1", port)).unwrap();
+    }
+    monitor.step().unwrap();
+    let health = monitor.health();
+    // At most CAPACITY of the 40 flows are in the map: the others were evicted (a lower bound).
+    assert!(
+        health.evictions >= u64::from(REMOTES) - u64::from(CAPACITY),
+        "{health:#?}"
+    );
 }
