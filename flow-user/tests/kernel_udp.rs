@@ -22,11 +22,11 @@ use serde_json::Value;
 use support::{flow, free_port, may_load, open, privileged, tool, wait_for, Running};
 
 /// The one UDP row of this flow (there must be exactly one).
-fn flow_row<'a>(
-    rows: &'a [ConnectionBandwidth],
+fn flow_row(
+    rows: &[ConnectionBandwidth],
     local: SocketAddr,
     remote: SocketAddr,
-) -> &'a ConnectionBandwidth {
+) -> &ConnectionBandwidth {
     let matching: Vec<_> = rows
         .iter()
         .filter(|b| b.connection.local == local && b.connection.remote == remote)
