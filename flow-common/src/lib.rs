@@ -37,9 +37,12 @@ pub struct SockTuple {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockCounters {
-    /// Bytes the socket queued for sending (what `tcp_sendmsg` returned, summed).
+    /// Bytes the application queued for sending since the entry was created: on the typed
+    /// rungs with sequence counting, from the socket's sequence numbers (see `tx_seq_base`);
+    /// otherwise what `tcp_sendmsg` returned, summed.
     pub tx_bytes: u64,
-    /// Bytes the application read from the socket (`MSG_PEEK` reads excluded).
+    /// Bytes the application read from the socket since the entry was created (`MSG_PEEK`
+    /// reads excluded), counted the same way as `tx_bytes`.
     pub rx_bytes: u64,
     /// Number of send calls that moved at least one byte.
     pub tx_calls: u64,
@@ -74,7 +77,17 @@ pub struct SockCounters {
     /// Inode number of the socket's network namespace (as [`SockSeen::netns`]), read when the
     /// entry is created; 0 if it could not be read (no BTF offsets).
     pub netns: u32,
-    pub _reserved: u32,
+    /// Sequence counting: `write_seq` when the socket started closing its sending side
+    /// (entered `FIN_WAIT1` or `LAST_ACK`, [`entry_flags::FIN_SENT`]): the FIN's own sequence
+    /// number. Once `write_seq` has moved past it the FIN is queued and is not an app byte.
+    pub fin_seq: u32,
+    /// Sequence counting: the socket's bytes written (`bytes_acked + write_seq - snd_una`,
+    /// less a queued FIN) when the entry was created; `tx_bytes` is the current value less this.
+    pub tx_seq_base: u64,
+    /// Sequence counting: the socket's bytes read (`bytes_received - (rcv_nxt - copied_seq)`,
+    /// less a consumed FIN) when the entry was created; `rx_bytes` is the current value less
+    /// this.
+    pub rx_seq_base: u64,
 }
 
 /// Bits of [`SockCounters::flags`].
@@ -82,6 +95,19 @@ pub mod entry_flags {
     /// The socket entered `TCP_CLOSE` and its counters were published then (a first close
     /// event); the final one follows when the socket is destroyed.
     pub const CLOSE_PUBLISHED: u32 = 1;
+    /// Sequence counting: the socket began sending its FIN, whose sequence number is
+    /// `fin_seq`.
+    pub const FIN_SENT: u32 = 2;
+}
+
+/// Values of the [`globals::COUNTING`] global: where the typed rungs take `tx_bytes`/`rx_bytes`
+/// from.
+pub mod counting {
+    /// Every send and receive adds its byte count (the per-event programs).
+    pub const PER_EVENT: u32 = 0;
+    /// The socket's own sequence numbers, read by the socket walks and at close: nothing runs
+    /// per send or receive for counting.
+    pub const SEQUENCE: u32 = 1;
 }
 
 /// Bits of [`SockCounters::capture`].
@@ -206,6 +232,12 @@ pub struct SockOffsets {
     pub sk_net: u32,
     /// `struct net` → `ns.inum`.
     pub net_inum: u32,
+    /// `struct tcp_sock`: the 64-bit counters sequence counting reads (no 32-bit wrap).
+    pub bytes_acked: u32,
+    pub bytes_received: u32,
+    /// `struct sock` → `sk_flags` (`SOCK_DONE`: the peer's FIN was received).
+    pub sk_flags: u32,
+    pub _pad: u32,
 }
 
 /// Indexes into the kernel program's statistics array (`FLOW_STATS`).
@@ -257,6 +289,9 @@ pub mod programs {
     pub const STATE: &str = "flow_state_btf";
     /// tp_btf `tcp_destroy_sock` (typed rungs): deletes the entry, publishes the final counters.
     pub const DESTROY: &str = "flow_destroy_btf";
+    /// `iter/tcp`, run once per network namespace at load with sequence counting: gives each
+    /// connection established before `flow` started its entry (bases as of now).
+    pub const ADOPT: &str = "flow_tcp_adopt";
 }
 
 /// Read-only globals the loader sets.
@@ -268,6 +303,8 @@ pub mod globals {
     pub const SK_PROTOCOL_OFFSET: &str = "FLOW_SK_PROTOCOL_OFFSET";
     /// [`super::SockOffsets`] for the socket iterator.
     pub const SOCK_OFFSETS: &str = "FLOW_SOCK_OFFSETS";
+    /// [`super::counting`]: how the typed rungs count bytes.
+    pub const COUNTING: &str = "FLOW_COUNTING";
 }
 
 /// Default capacity of the socket map; the loader may change it.
@@ -304,7 +341,12 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<SockTuple>(), 40);
-        assert_eq!(size_of::<SockCounters>(), 8 * 8 + 16 + 40 + 8 + 8 + 8 + 8 + 8);
+        assert_eq!(
+            size_of::<SockCounters>(),
+            8 * 8 + 16 + 40 + 8 + 8 + 8 + 8 + 8 + 16
+        );
+        assert_eq!(core::mem::offset_of!(SockCounters, fin_seq), 156);
+        assert_eq!(core::mem::offset_of!(SockCounters, tx_seq_base), 160);
         assert_eq!(core::mem::offset_of!(SockCounters, flags), 124);
         assert_eq!(core::mem::offset_of!(SockCounters, state_jiffies), 136);
         assert_eq!(core::mem::offset_of!(SockCounters, cgroup_id), 144);
@@ -313,7 +355,7 @@ mod tests {
         assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
         assert_eq!(size_of::<SockSeen>(), 56 + 40);
         assert_eq!(core::mem::offset_of!(SockSeen, netns), 52);
-        assert_eq!(size_of::<SockOffsets>(), 48);
+        assert_eq!(size_of::<SockOffsets>(), 64);
         assert_eq!(size_of::<ReadMark>(), 16);
     }
 }

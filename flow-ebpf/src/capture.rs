@@ -45,8 +45,7 @@ pub fn maybe_capture(sk: SockKey, bytes: u64, direction: u32, entry: &mut SockCo
     if capture_bytes() == 0 {
         return;
     }
-    let flags = entry.capture;
-    if flags & seen_bit(direction) != 0 && flags & capture::HTTP == 0 {
+    if !wants(entry, direction) {
         return;
     }
     // SAFETY: helpers on the current task; the result is a kernel pointer read with checks.
@@ -54,6 +53,14 @@ pub fn maybe_capture(sk: SockKey, bytes: u64, direction: u32, entry: &mut SockCo
     if let Some((buf, len)) = user_buffer(regs) {
         capture_prefix(sk, bytes, direction, entry, buf, len);
     }
+}
+
+/// Whether the socket wants a prefix of its next message in `direction`: capture is on, and it
+/// is the first in that direction or the connection is HTTP.
+#[inline(always)]
+pub fn wants(entry: &SockCounters, direction: u32) -> bool {
+    let flags = entry.capture;
+    capture_bytes() != 0 && (flags & seen_bit(direction) == 0 || flags & capture::HTTP != 0)
 }
 
 #[inline(always)]

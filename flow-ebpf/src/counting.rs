@@ -35,6 +35,12 @@ pub fn add(counters: &mut SockCounters, bytes: u64, direction: Direction) {
     };
     atomic_add(bytes_field, bytes);
     atomic_add(calls_field, 1);
+    note_mover(counters);
+}
+
+/// Records the current task as the last to move data on the socket (and its tick).
+#[inline(always)]
+pub fn note_mover(counters: &mut SockCounters) {
     // Plain stores: the last writer wins, which is what "last activity" means. The tick counter
     // is a memory load; `bpf_ktime_get_ns` cost 21 of 70 ns per event here (a VM's clock).
     counters.last_jiffies = unsafe { generated::bpf_jiffies64() };

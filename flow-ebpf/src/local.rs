@@ -15,11 +15,12 @@ use flow_common::{entry_flags, stat, SockCounters, SockKey};
 
 use crate::maps::SOCKET_STORE;
 use crate::{
-    capture::maybe_capture,
-    counting::{add, fresh, Direction},
+    capture::{maybe_capture, wants},
+    counting::{add, fresh, note_mover, Direction},
     publish::{bump, publish_closed, publish_state_closed},
-    read::read_tuple,
-    table::netns_of,
+    read::{read_kernel, read_tuple},
+    sequence::{self, Stamp},
+    table::{netns_of, SKC_STATE},
 };
 
 #[inline(always)]
@@ -45,13 +46,22 @@ pub fn count(sk: SockKey, bytes: u64, direction: Direction) {
     }
     // SAFETY: non-null storage of this socket, valid for this program run.
     let counters = unsafe { &mut *counters };
-    add(counters, bytes, direction);
+    if sequence::by_sequence() {
+        // The sequence numbers count the bytes: this program runs for payload capture only,
+        // and leaves at once when the connection wants no more prefixes.
+        if !wants(counters, direction.code()) {
+            return;
+        }
+        note_mover(counters);
+    } else {
+        add(counters, bytes, direction);
+    }
     maybe_capture(sk, bytes, direction.code(), counters);
 }
 
 /// Creates the socket's entry (or finds the one another CPU just created) and returns it.
 #[cold]
-fn create(sk: SockKey) -> *mut SockCounters {
+pub fn create(sk: SockKey) -> *mut SockCounters {
     let mut initial = fresh();
     let first_ns = initial.first_ns;
     // SAFETY: as in `entry`; the kernel copies `initial` into the new storage.
@@ -76,6 +86,9 @@ fn create(sk: SockKey) -> *mut SockCounters {
             read_tuple(sk, &mut (*counters).tuple);
             (*counters).cookie = bpf_get_socket_cookie(sk as *mut c_void);
             (*counters).netns = netns_of(sk);
+            let mut state = 0u8;
+            read_kernel(&mut state, sk, SKC_STATE);
+            sequence::start(sk, &mut *counters, u32::from(state));
         }
     }
     counters
@@ -88,8 +101,12 @@ pub fn close(sk: SockKey) {
     if counters.is_null() {
         return;
     }
-    // SAFETY: non-null storage; copied before it is deleted.
-    let last = unsafe { *counters };
+    // SAFETY: non-null storage of this socket: brought up to date, then copied before it is
+    // deleted.
+    let last = unsafe {
+        sequence::refresh(sk, &mut *counters, Stamp::Now);
+        *counters
+    };
     // SAFETY: as in `entry`.
     if unsafe { bpf_sk_storage_delete(store(), sk as *mut c_void) } == 0 {
         publish_closed(sk, &last);
@@ -98,15 +115,17 @@ pub fn close(sk: SockKey) {
 
 /// `TCP_CLOSE` in `enum tcp_state`.
 const TCP_CLOSE: i32 = 7;
-/// `TCP_ESTABLISHED` in `enum tcp_state`.
+/// `TCP_ESTABLISHED`, `TCP_FIN_WAIT1` and `TCP_LAST_ACK` in `enum tcp_state`.
 const TCP_ESTABLISHED: i32 = 1;
+const TCP_FIN_WAIT1: i32 = 4;
+const TCP_LAST_ACK: i32 = 9;
 
 /// The socket changed TCP state: stamp its entry (the incremental read reports it), and on
 /// `TCP_CLOSE` publish its counters now, keeping the entry. This first close event survives a
 /// recursion miss of the destroy program, which still deletes the entry and publishes the final
 /// counters (bytes can be read after `TCP_CLOSE`, e.g. after a half-close).
 #[inline(always)]
-pub fn state_changed(sk: SockKey, new_state: i32) {
+pub fn state_changed(sk: SockKey, old_state: i32, new_state: i32) {
     let mut counters = entry(sk);
     if counters.is_null() {
         // An established connection gets its entry now, before it moves a byte: it is listed
@@ -123,7 +142,19 @@ pub fn state_changed(sk: SockKey, new_state: i32) {
     let counters = unsafe { &mut *counters };
     // SAFETY: reads the tick counter.
     counters.state_jiffies = unsafe { bpf_jiffies64() };
+    // `tcp_close` after `shutdown(SHUT_WR)` sets the same state again, after the FIN: only the
+    // first entry into it is followed by `tcp_send_fin`.
+    if (new_state == TCP_FIN_WAIT1 || new_state == TCP_LAST_ACK)
+        && counters.flags & entry_flags::FIN_SENT == 0
+    {
+        // `tcp_send_fin` follows: the FIN takes the sequence number `write_seq` has now.
+        counters.flags |= entry_flags::FIN_SENT;
+        counters.fin_seq = sequence::write_seq(sk);
+    }
     if new_state == TCP_CLOSE {
+        // The old state is still the socket's own here (the tracepoint precedes the store).
+        sequence::note_fin(sk, counters, old_state as u32);
+        sequence::refresh(sk, counters, Stamp::Now);
         // Only this program writes `flags`: a plain store is enough.
         counters.flags |= entry_flags::CLOSE_PUBLISHED;
         publish_state_closed(sk, counters);

@@ -22,6 +22,7 @@ mod local;
 mod maps;
 mod publish;
 mod read;
+mod sequence;
 mod table;
 mod udp;
 
@@ -222,7 +223,7 @@ pub fn flow_destroy_btf(ctx: BtfTracePointContext) -> i32 {
 pub fn flow_state_btf(ctx: BtfTracePointContext) -> i32 {
     let sk: SockKey = ctx.arg(0);
     if is_tcp(sk) {
-        local::state_changed(sk, ctx.arg(2));
+        local::state_changed(sk, ctx.arg(1), ctx.arg(2));
     }
     0
 }
@@ -273,6 +274,21 @@ pub fn flow_tcp_delta(ctx: *mut c_void) -> i32 {
     // SAFETY: `meta` is the iterator's metadata: the seq_file, then the session id and seq_num.
     let (seq, seq_num) = unsafe { (*meta as *mut c_void, *meta.add(2)) };
     table::write_changed_tcp(seq, seq_num, sk, uid);
+    0
+}
+
+/// `iter/tcp`, run once per network namespace at load with sequence counting: every connection
+/// established before `flow` started gets its entry, its sequence bases as of now (the context
+/// is `struct bpf_iter__tcp`, see `flow_socket_iter`).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/tcp")]
+pub fn flow_tcp_adopt(ctx: *mut c_void) -> i32 {
+    let ctx = ctx as *const u64;
+    // SAFETY: a typed context load; the verifier checks it against `bpf_iter__tcp`'s BTF.
+    let sk = unsafe { *ctx.add(1) };
+    if sk != 0 {
+        table::adopt(sk);
+    }
     0
 }
 

@@ -13,11 +13,12 @@ use crate::{
     local,
     maps::READ_SINCE,
     read::{read_kernel, read_tuple, zero_in_place},
+    sequence::{self, Stamp},
 };
 
 /// Set by the loader from the kernel's BTF.
 #[unsafe(no_mangle)]
-static FLOW_SOCK_OFFSETS: SockOffsets = SockOffsets {
+pub(crate) static FLOW_SOCK_OFFSETS: SockOffsets = SockOffsets {
     sk_socket: 0,
     sk_ack_backlog: 0,
     socket_to_ino: 0,
@@ -30,10 +31,14 @@ static FLOW_SOCK_OFFSETS: SockOffsets = SockOffsets {
     sk_uid: 0,
     sk_net: 0,
     net_inum: 0,
+    bytes_acked: 0,
+    bytes_received: 0,
+    sk_flags: 0,
+    _pad: 0,
 };
 
 /// `skc_state` in `struct sock_common` (as stable as the tuple offsets in `read`).
-const SKC_STATE: usize = 18;
+pub(crate) const SKC_STATE: usize = 18;
 const TCP_TIME_WAIT: u32 = 6;
 const TCP_LISTEN: u32 = 10;
 const TCP_NEW_SYN_RECV: u32 = 12;
@@ -42,9 +47,12 @@ const TCP_NEW_SYN_RECV: u32 = 12;
 macro_rules! offset {
     ($field:ident) => {
         // SAFETY: a plain read of a global the loader patched before load.
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(FLOW_SOCK_OFFSETS.$field)) }
+        unsafe {
+            core::ptr::read_volatile(core::ptr::addr_of!($crate::table::FLOW_SOCK_OFFSETS.$field))
+        }
     };
 }
+pub(crate) use offset;
 
 /// Called by the `iter/tcp` program for each socket: writes its [`SockSeen`] to `seq`, followed
 /// by its entry when it has one (`has_counters`), copied by the helper straight from the storage.
@@ -59,6 +67,10 @@ pub fn write_socket(seq: *mut c_void, sk: SockKey, uid: u32) {
     if seen.state != TCP_TIME_WAIT && seen.state != TCP_NEW_SYN_RECV {
         full_socket(sk, seen);
         counters = local::entry(sk);
+        if !counters.is_null() {
+            // SAFETY: non-null storage of this socket, valid for this program run.
+            sequence::refresh(sk, unsafe { &mut *counters }, Stamp::Now);
+        }
         seen.has_counters = u32::from(!counters.is_null());
     }
     write_row(seq, seen, counters);
@@ -85,9 +97,11 @@ pub fn write_stored(seq: *mut c_void, seq_num: u64, sk: SockKey, entry: *const S
         return;
     }
     let since = READ_SINCE.get(0).copied().unwrap_or(0);
+    // SAFETY: the entry is the iterator's map value, readable and writable for its whole size.
+    let moved = sequence::refresh(sk, unsafe { &mut *entry.cast_mut() }, Stamp::At(since));
     // SAFETY: the entry is the iterator's map value, readable for its whole size.
     let (last, state) = unsafe { ((*entry).last_jiffies, (*entry).state_jiffies) };
-    if last < since && state < since {
+    if !moved && last < since && state < since {
         return;
     }
     let mut record = core::mem::MaybeUninit::<SockSeen>::uninit();
@@ -124,9 +138,11 @@ pub fn write_changed_tcp(seq: *mut c_void, seq_num: u64, sk: SockKey, uid: u32) 
         return;
     }
     let since = READ_SINCE.get(0).copied().unwrap_or(0);
+    // SAFETY: non-null storage of this socket, valid for this program run.
+    let moved = sequence::refresh(sk, unsafe { &mut *entry }, Stamp::At(since));
     // SAFETY: non-null storage of this socket.
     let (last, state) = unsafe { ((*entry).last_jiffies, (*entry).state_jiffies) };
-    if last < since && state < since {
+    if !moved && last < since && state < since {
         return;
     }
     let mut record = core::mem::MaybeUninit::<SockSeen>::uninit();
@@ -226,4 +242,16 @@ fn full_socket(sk: SockKey, seen: &mut SockSeen) {
     seen.tx_queue = field(offset!(write_seq)).wrapping_sub(field(offset!(snd_una)));
     read_kernel(&mut seen.segs_in, sk, offset!(segs_in) as usize);
     read_kernel(&mut seen.segs_out, sk, offset!(segs_out) as usize);
+}
+
+/// Called by the one-time `iter/tcp` walk at load (sequence counting): gives every connection
+/// that has not got one an entry, with its sequence bases as of now. Listeners, sockets still
+/// connecting, closed ones, TIME_WAIT and request sockets get none.
+#[inline(always)]
+pub fn adopt(sk: SockKey) {
+    let mut state = 0u8;
+    read_kernel(&mut state, sk, SKC_STATE);
+    if sequence::is_connected(u32::from(state)) && local::entry(sk).is_null() {
+        local::create(sk);
+    }
 }

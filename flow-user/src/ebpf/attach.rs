@@ -30,7 +30,15 @@ pub(super) struct Attached {
 }
 
 impl Hook {
-    fn attach(self, ebpf: &mut Ebpf, btf: Option<&Btf>, attached: &mut Attached) -> Result<()> {
+    /// Loads and attaches the hook; with `load_only`, a per-event hook is loaded (the kernel's
+    /// verdict on the rung) and released again, not attached.
+    fn attach(
+        self,
+        ebpf: &mut Ebpf,
+        btf: Option<&Btf>,
+        attached: &mut Attached,
+        load_only: bool,
+    ) -> Result<()> {
         let links = &mut attached.links;
         let name = self.program();
         let program = ebpf
@@ -41,6 +49,9 @@ impl Hook {
                 let btf = btf.ok_or_else(|| anyhow!("no kernel BTF (/sys/kernel/btf/vmlinux)"))?;
                 let program: &mut FExit = program.try_into()?;
                 program.load(function, btf).map_err(explain)?;
+                if load_only {
+                    return program.unload().map_err(Into::into);
+                }
                 let link = program.attach()?;
                 links.push(Box::new(program.take_link(link)?));
             }
@@ -48,6 +59,9 @@ impl Hook {
                 let btf = btf.ok_or_else(|| anyhow!("no kernel BTF (/sys/kernel/btf/vmlinux)"))?;
                 let program: &mut BtfTracePoint = program.try_into()?;
                 program.load(event, btf).map_err(explain)?;
+                if load_only {
+                    return program.unload().map_err(Into::into);
+                }
                 let link = program.attach().map_err(explain)?;
                 links.push(Box::new(program.take_link(link)?));
             }
@@ -106,10 +120,19 @@ impl Hook {
     }
 }
 
-pub(super) fn attach_rung(ebpf: &mut Ebpf, rung: Rung, btf: Option<&Btf>) -> Result<Attached> {
+/// Attaches `rung`'s hooks in order. Without `per_event` (sequence counting and no payload
+/// capture on a typed rung) the per-event hooks are only loaded, to learn whether the kernel
+/// takes the rung, and never attached: nothing runs per send or receive.
+pub(super) fn attach_rung(
+    ebpf: &mut Ebpf,
+    rung: Rung,
+    btf: Option<&Btf>,
+    per_event: bool,
+) -> Result<Attached> {
     let mut attached = Attached::default();
     for (index, hook) in rung.hooks().iter().enumerate() {
-        if let Err(err) = hook.attach(ebpf, btf, &mut attached) {
+        let load_only = !per_event && hook.per_event();
+        if let Err(err) = hook.attach(ebpf, btf, &mut attached, load_only) {
             if let Hook::MapIter(..) = hook {
                 // Optional: incremental reads fall back to an `iter/tcp` program.
                 hook.release(ebpf);

@@ -40,6 +40,14 @@ pub fn kernel_offsets() -> Result<KernelOffsets> {
             // `skc_net` is a `possible_net_t`: a struct whose only member is the `struct net *`.
             sk_net: at("sock", "__sk_common")? + at("sock_common", "skc_net")?,
             net_inum: at("net", "ns")? + at("ns_common", "inum")?,
+            bytes_acked: at("tcp_sock", "bytes_acked")?,
+            bytes_received: at("tcp_sock", "bytes_received")?,
+            // A member of `struct sock` until it moved into `sock_common` (`skc_flags`).
+            sk_flags: match at("sock", "sk_flags") {
+                Ok(offset) => offset,
+                Err(_) => at("sock", "__sk_common")? + at("sock_common", "skc_flags")?,
+            },
+            _pad: 0,
         },
     })
 }
@@ -100,6 +108,9 @@ mod tests {
         assert!(sock.sk_net > 0 && sock.sk_net < 0x88, "{}", sock.sk_net);
         assert!(sock.net_inum > 0);
         assert!(sock.socket_to_ino > 0);
+        assert!(sock.bytes_acked > 0x88 && sock.bytes_received > 0x88);
+        assert_ne!(sock.bytes_acked, sock.bytes_received);
+        assert!(sock.sk_flags > 0);
         let btf = Btf::from_file(VMLINUX).unwrap();
         assert!(member_byte_offset(&btf, "sock", "no_such_member").is_err());
     }

@@ -4,13 +4,16 @@ use std::os::fd::OwnedFd;
 
 use anyhow::{anyhow, Result};
 use aya::{Btf, Ebpf, EbpfLoader};
-use flow_common::{globals, maps, SockOffsets, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT, PAYLOAD_MAX};
+use flow_common::{
+    counting, globals, maps, programs, SockOffsets, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT,
+    PAYLOAD_MAX,
+};
 
 use super::{
     attach::{attach_rung, detach, Links},
     host::{ensure_tracefs, raise_memlock_limit},
     load_errors::{load_failed, no_rung, Refusal},
-    rungs::{Rung, Store},
+    rungs::{Counting, Rung, Store},
 };
 
 /// The object `cargo xtask build-ebpf` produced, embedded at build time.
@@ -41,6 +44,20 @@ impl Default for LoadOptions {
     }
 }
 
+/// Overrides the default counting method (`sequence` or `per_event`): for tests.
+const COUNTING_ENV: &str = "FLOW_COUNTING";
+
+impl Counting {
+    /// [`Counting::Sequence`], unless the environment variable `FLOW_COUNTING` says
+    /// `per_event` (for tests that compare both methods).
+    pub fn from_env() -> Counting {
+        std::env::var(COUNTING_ENV)
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(Counting::Sequence)
+    }
+}
+
 /// The loaded, attached kernel program. Dropping it detaches every hook and frees every map.
 pub struct KernelProgram {
     /// Declared before `ebpf`: links are detached (in `Drop`) before programs are unloaded.
@@ -54,6 +71,9 @@ pub struct KernelProgram {
     refused: Vec<Refusal>,
     map_entries: u32,
     payload_bytes: u32,
+    /// How bytes are counted, and why not by sequence numbers when they are not.
+    counting: Counting,
+    counting_reason: Option<String>,
     /// The read buffer of the socket iterator, kept between polls.
     pub(super) iter_buffer: Vec<u8>,
     /// The host's network namespaces, where each `iter/tcp` read runs once.
@@ -68,11 +88,23 @@ pub struct KernelProgram {
 }
 
 impl KernelProgram {
-    /// Loads the object and attaches the first rung that works (or the forced one).
+    /// Loads the object and attaches the first rung that works (or the forced one), counting
+    /// as [`Counting::from_env`] says (sequence numbers unless told otherwise).
     pub fn load(options: &LoadOptions) -> Result<KernelProgram> {
+        Self::load_counting(options, Counting::from_env())
+    }
+
+    /// [`Self::load`] with the typed rungs counting as `counting` says (the untyped rungs count
+    /// per event whatever is asked).
+    pub fn load_counting(options: &LoadOptions, counting: Counting) -> Result<KernelProgram> {
         raise_memlock_limit();
         ensure_tracefs();
         let payload_bytes = options.payload_bytes.min(PAYLOAD_MAX as u32);
+        // Read by the typed rungs' programs only: the untyped ones count per event anyway.
+        let counting_global = match counting {
+            Counting::Sequence => counting::SEQUENCE,
+            Counting::PerEvent => counting::PER_EVENT,
+        };
         let offsets = super::kernel_btf::kernel_offsets();
         let (sk_protocol, sock_offsets) = offsets
             .as_ref()
@@ -83,6 +115,7 @@ impl KernelProgram {
             .override_global(globals::CAPTURE_BYTES, &payload_bytes, true)
             .override_global(globals::SK_PROTOCOL_OFFSET, &sk_protocol, true)
             .override_global(globals::SOCK_OFFSETS, &sock_offsets, true)
+            .override_global(globals::COUNTING, &counting_global, true)
             .load(OBJECT)
             .map_err(load_failed)?;
         let btf = Btf::from_sys_fs().ok();
@@ -92,11 +125,27 @@ impl KernelProgram {
         };
         let mut refused = Vec::new();
         for rung in candidates {
+            let (counting, counting_reason) = match (rung.store(), counting) {
+                (Store::Local, Counting::Sequence) => (Counting::Sequence, None),
+                (Store::Local, Counting::PerEvent) => (
+                    Counting::PerEvent,
+                    Some(format!("asked for: {COUNTING_ENV} or load_counting")),
+                ),
+                (Store::Hashed, _) => (
+                    Counting::PerEvent,
+                    Some(format!(
+                        "the {rung} rung keeps no socket-local storage for a walk to read \
+                         sequence numbers into"
+                    )),
+                ),
+            };
+            // Per-event programs run only to count, or to capture payload prefixes.
+            let per_event = counting == Counting::PerEvent || payload_bytes > 0;
             let attached = match (rung.store(), &offsets) {
                 // Without the offsets the tp_btf hooks cannot tell TCP from other sockets, and
                 // the socket iterator cannot read queues, inodes and segments.
                 (Store::Local, Err(err)) => Err(anyhow!("{err:#}")),
-                _ => attach_rung(&mut ebpf, rung, btf.as_ref()),
+                _ => attach_rung(&mut ebpf, rung, btf.as_ref(), per_event),
             };
             match attached {
                 Ok(mut attached) => {
@@ -106,7 +155,7 @@ impl KernelProgram {
                             udp
                         })
                         .map_err(|err| format!("{err:#}"));
-                    return Ok(KernelProgram {
+                    let mut program = KernelProgram {
                         udp,
                         links: attached.links,
                         store_iter_link: attached.store_iter,
@@ -116,12 +165,22 @@ impl KernelProgram {
                         refused,
                         map_entries: options.map_entries.max(1),
                         payload_bytes,
+                        counting,
+                        counting_reason,
                         iter_buffer: Vec::new(),
                         namespaces: crate::netns::NamespaceCache::host(),
                         namespace_ticks: Default::default(),
                         namespaces_unreadable: 0,
                         namespaces_refused: Vec::new(),
-                    });
+                    };
+                    if counting == Counting::Sequence {
+                        // Connections made before now get their entries (bases as of now); a
+                        // namespace that cannot be read is counted from its first byte instead.
+                        if let Err(err) = program.adopt_existing() {
+                            log::warn!("connections open before start: not adopted: {err:#}");
+                        }
+                    }
+                    return Ok(program);
                 }
                 Err(err) => refused.push(Refusal {
                     rung,
@@ -165,11 +224,42 @@ impl KernelProgram {
         self.payload_bytes
     }
 
-    /// One line for users: which rung runs and why the better ones did not.
+    /// How the bytes are counted.
+    pub fn counting(&self) -> Counting {
+        self.counting
+    }
+
+    /// Why the bytes are counted per event rather than from sequence numbers (`None` when
+    /// they are counted from sequence numbers).
+    pub fn counting_reason(&self) -> Option<&str> {
+        self.counting_reason.as_deref()
+    }
+
+    /// One run of the adoption walk (`iter/tcp`) in each network namespace: every connection
+    /// without an entry gets one, with its sequence bases as of now.
+    fn adopt_existing(&mut self) -> Result<()> {
+        for (_, file) in self.start_in_namespaces(programs::ADOPT)? {
+            // The program writes nothing: reading to the end is what walks the sockets.
+            std::io::copy(&mut { file }, &mut std::io::sink())?;
+        }
+        // One walk only: the program is not kept loaded.
+        if let Some(program) = self.ebpf.program_mut(programs::ADOPT) {
+            let iter: &mut aya::programs::Iter = program.try_into()?;
+            iter.unload()?;
+        }
+        Ok(())
+    }
+
+    /// One line for users: which rung runs and why the better ones did not, and how bytes are
+    /// counted (and why not from sequence numbers, when they are not).
     pub fn describe(&self) -> String {
         let mut line = format!("attached the {} rung", self.rung);
         if self.payload_bytes == 0 {
             line.push_str(" (payload capture off)");
+        }
+        match &self.counting_reason {
+            None => line.push_str(&format!("; counting: {}", self.counting.name())),
+            Some(why) => line.push_str(&format!("; counting: {} ({why})", self.counting.name())),
         }
         for refusal in &self.refused {
             line.push_str(&format!("; {} refused: {}", refusal.rung, refusal.reason));

@@ -15,5 +15,5 @@ pub use events::{KernelEvents, PayloadSeen};
 pub use load_errors::Refusal;
 pub use loader::{KernelProgram, LoadOptions};
 pub use reader::{tuple_addrs, ChangedRead, KernelStats, TableRow};
-pub use rungs::{Rung, Store};
+pub use rungs::{Counting, Rung, Store};
 pub use udp::{UdpCounting, UdpRead};

@@ -102,7 +102,7 @@ impl KernelProgram {
     /// Starts a run of the `iter/tcp` program `name` in every network namespace: one link, and
     /// an iterator created on it by a thread inside each namespace (the kernel takes the
     /// creating thread's namespace). Returns each run's file with its namespace's inode.
-    fn start_in_namespaces(&mut self, name: &str) -> Result<Vec<(u64, std::fs::File)>> {
+    pub(super) fn start_in_namespaces(&mut self, name: &str) -> Result<Vec<(u64, std::fs::File)>> {
         let program: &mut Iter = self
             .ebpf
             .program_mut(name)

@@ -19,6 +19,40 @@ pub enum Rung {
     Tracepoint,
 }
 
+/// Where the typed rungs take each socket's byte counts from (the untyped rungs count per
+/// event whatever is asked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counting {
+    /// The socket's own sequence numbers, read by each poll's walk and at close: exact
+    /// whatever path moved the bytes, and nothing runs per send or receive to count them.
+    Sequence,
+    /// Every send and receive adds its byte count (what `tcp_sendmsg`/`tcp_recvmsg` returned).
+    PerEvent,
+}
+
+impl Counting {
+    pub fn name(self) -> &'static str {
+        match self {
+            Counting::Sequence => "sequence numbers",
+            Counting::PerEvent => "per event",
+        }
+    }
+}
+
+impl FromStr for Counting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sequence" => Ok(Counting::Sequence),
+            "per_event" | "per-event" => Ok(Counting::PerEvent),
+            _ => Err(format!(
+                "unknown counting method `{s}` (expected sequence or per_event)"
+            )),
+        }
+    }
+}
+
 /// Where a rung keeps each socket's counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {
@@ -57,6 +91,8 @@ impl Rung {
         const HASHED_CLOSE: Hook = Hook::TracePoint("flow_destroy_tp", "tcp", "tcp_destroy_sock");
         const LOCAL_READ: Hook = Hook::Iter(programs::SOCKET_ITER, "tcp");
         const LOCAL_DELTA: Hook = Hook::Iter(programs::TCP_DELTA_ITER, "tcp");
+        // Run once at load with sequence counting: entries for connections made before.
+        const LOCAL_ADOPT: Hook = Hook::Iter(programs::ADOPT, "tcp");
         const LOCAL_CHANGED: Hook = Hook::MapIter(
             programs::STORE_ITER,
             "bpf_sk_storage_map",
@@ -70,6 +106,7 @@ impl Rung {
                 Hook::FExit("flow_rx_fexit", "tcp_recvmsg"),
                 LOCAL_READ,
                 LOCAL_DELTA,
+                LOCAL_ADOPT,
                 LOCAL_CHANGED,
             ],
             Rung::TpBtf => &[
@@ -79,6 +116,7 @@ impl Rung {
                 Hook::BtfTracePoint("flow_rx_btf", "sock_recv_length"),
                 LOCAL_READ,
                 LOCAL_DELTA,
+                LOCAL_ADOPT,
                 LOCAL_CHANGED,
             ],
             Rung::Kprobe => &[
@@ -131,6 +169,14 @@ pub(super) enum Hook {
 }
 
 impl Hook {
+    /// A program that runs on every send or receive (the counting hooks of each rung).
+    pub(super) fn per_event(self) -> bool {
+        matches!(
+            self.program(),
+            "flow_tx_fexit" | "flow_rx_fexit" | "flow_tx_btf" | "flow_rx_btf"
+        )
+    }
+
     pub(super) fn program(self) -> &'static str {
         match self {
             Hook::FExit(p, _)

@@ -51,16 +51,23 @@ impl Default for HistoryLimits {
 /// what is new.
 const ENDED_GRACE: Duration = Duration::from_secs(10);
 
-/// Everything tracked about one connection.
+/// Everything tracked about one connection. Small for the many that never move: the
+/// connection itself is kept only with a history (an idle one of 100,000 costs its counters).
 #[derive(Clone, Debug)]
 struct Tracked {
-    connection: NetConnection,
     /// Counters at the last observation that listed it (the seed's previous snapshot).
     counters: Counters,
     /// When an observation last listed it.
     seen: Instant,
-    /// Its history, once it has been part of a measurement.
-    history: Option<History>,
+    active: bool,
+    /// The connection as last seen and its history, once it has been part of a measurement.
+    kept: Option<Box<Kept>>,
+}
+
+#[derive(Clone, Debug)]
+struct Kept {
+    connection: NetConnection,
+    history: History,
 }
 
 /// Per-connection counters between observations, turned into rates and history.
@@ -184,7 +191,7 @@ impl Tracker {
         } else {
             now.saturating_sub(window)
         };
-        let history = self.tracked.get(&id)?.history.as_ref()?;
+        let history = &self.tracked.get(&id)?.kept.as_ref()?.history;
         let samples = history.expand(&self.polls, from, self.limits.per_connection);
         (!samples.is_empty()).then(|| ConnectionHistory {
             connection_id: id,
@@ -197,8 +204,8 @@ impl Tracker {
     pub fn connection(&self, id: ConnectionId) -> Option<&NetConnection> {
         self.tracked
             .get(&id)
-            .filter(|t| t.history.is_some())
-            .map(|t| &t.connection)
+            .and_then(|t| t.kept.as_ref())
+            .map(|k| &k.connection)
     }
 
     /// Starts a new measurement: the next [`Tracker::record`] is a baseline again. The counters
@@ -219,22 +226,23 @@ impl Tracker {
         for socket in all_sockets(observation) {
             let id = socket.connection.id;
             let tracked = self.tracked.entry(id).or_insert_with(|| Tracked {
-                connection: socket.connection.clone(),
                 counters: socket.counters,
                 seen: now,
-                history: None,
+                active: socket.connection.active,
+                kept: None,
             });
             tracked.counters = socket.counters;
             tracked.seen = now;
-            // Compared before cloning: most polls change nothing in a connection.
-            if tracked.connection != socket.connection {
-                tracked.connection.clone_from(&socket.connection);
-            }
-            if let Some(history) = &mut tracked.history {
+            tracked.active = socket.connection.active;
+            if let Some(kept) = &mut tracked.kept {
+                // Compared before cloning: most polls change nothing in a connection.
+                if kept.connection != socket.connection {
+                    kept.connection.clone_from(&socket.connection);
+                }
                 if socket.connection.active {
-                    history.ended_at = None;
+                    kept.history.ended_at = None;
                 } else {
-                    history.ended_at.get_or_insert(at);
+                    kept.history.ended_at.get_or_insert(at);
                 }
             }
         }
@@ -247,10 +255,11 @@ impl Tracker {
     /// has no close events).
     fn end_vanished(&mut self, now: Instant, start: Instant) {
         for tracked in self.tracked.values_mut() {
-            if tracked.seen < now && tracked.connection.active {
-                tracked.connection.active = false;
-                if let Some(history) = &mut tracked.history {
-                    history.ended_at = Some(tracked.seen.saturating_duration_since(start));
+            if tracked.seen < now && tracked.active {
+                tracked.active = false;
+                if let Some(kept) = &mut tracked.kept {
+                    kept.connection.active = false;
+                    kept.history.ended_at = Some(tracked.seen.saturating_duration_since(start));
                 }
             }
         }
@@ -261,15 +270,21 @@ impl Tracker {
             return;
         };
         let moved = bw.tx_bytes_per_second | bw.rx_bytes_per_second | bw.packets_per_second;
-        let history = match &mut tracked.history {
-            Some(history) => history,
+        let history = match &mut tracked.kept {
+            Some(kept) => &mut kept.history,
             None if moved != 0 && self.samples_kept >= self.limits.total => {
                 // A new connection that finds the total full is dropped and counted, not kept
                 // half-way.
                 self.dropped_samples += 1;
                 return;
             }
-            None => tracked.history.insert(History::new(at)),
+            None => {
+                let kept = Kept {
+                    connection: bw.connection.clone(),
+                    history: History::new(at),
+                };
+                &mut tracked.kept.insert(Box::new(kept)).history
+            }
         };
         if !bw.connection.active {
             history.ended_at.get_or_insert(at);
@@ -309,15 +324,14 @@ impl Tracker {
         }
         let mut removed = 0;
         self.tracked.retain(|_, t| {
-            if let Some(history) = &mut t.history {
-                removed += history.forget_before(oldest);
-                if history.is_over(oldest) {
-                    t.history = None;
+            if let Some(kept) = &mut t.kept {
+                removed += kept.history.forget_before(oldest);
+                if kept.history.is_over(oldest) {
+                    t.kept = None;
                 }
             }
-            let ended = !t.connection.active;
             let in_grace = now.saturating_duration_since(t.seen) < ENDED_GRACE;
-            !ended || in_grace || t.history.is_some()
+            t.active || in_grace || t.kept.is_some()
         });
         self.samples_kept -= removed;
     }

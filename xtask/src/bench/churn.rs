@@ -319,6 +319,7 @@ fn run(ctx: &mut Ctx, churn: &mut Churn, index: u32) -> Result<()> {
         ));
     }
     churn.warnings = finished.warnings;
+    churn.notes = finished.notes;
     let text = fs::read_to_string(&out_path).context("reading flow's JSON")?;
     tally(&text, port, churn)?;
     if text.len() > 16 << 20 {

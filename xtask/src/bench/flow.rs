@@ -34,6 +34,9 @@ pub struct Finished {
     pub ran: Duration,
     /// `flow: warning: …` lines: what the kernel or the tracker dropped.
     pub warnings: Vec<String>,
+    /// `flow: note: …` lines: reported, not losses (kernel hook runs skipped, each covered by
+    /// a socket's second close hook unless both were skipped).
+    pub notes: Vec<String>,
     pub lines: Vec<Line>,
 }
 
@@ -118,6 +121,11 @@ impl Running {
             .filter_map(|l| l.text.strip_prefix("flow: warning: "))
             .map(str::to_string)
             .collect();
+        let notes = lines
+            .iter()
+            .filter_map(|l| l.text.strip_prefix("flow: note: "))
+            .map(str::to_string)
+            .collect();
         if !ok {
             bail!("flow failed ({status}): {}", self.proc.tail(5));
         }
@@ -128,6 +136,7 @@ impl Running {
         Ok(Finished {
             ran,
             warnings,
+            notes,
             lines,
         })
     }

@@ -380,6 +380,9 @@ fn churn_table(runs: &[Churn]) -> String {
         } else {
             c.warnings.join("; ")
         };
+        for note in &c.notes {
+            loss = format!("{loss} (note: {note})");
+        }
         if let Some(err) = &c.error {
             loss = format!("{loss}; error: {err}");
         }

@@ -217,6 +217,8 @@ pub struct Churn {
     pub server_rows: u64,
     pub repeated_tuples: u64,
     pub warnings: Vec<String>,
+    /// `flow: note:` lines (kernel hook runs skipped): shown, not losses.
+    pub notes: Vec<String>,
     /// Sockets live in flow (`flow -v`) at its first poll (before the churn) and its last.
     pub map_before: Option<u64>,
     pub map_after: Option<u64>,

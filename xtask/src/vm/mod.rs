@@ -31,6 +31,8 @@ const RUNG_TESTS: &[&str] = &[
     "kernel_short_lived",
     "kernel_slow_sender",
     "kernel_socket_table",
+    // Sequence counting on the typed rungs (sendfile goes through tcp_sendpage on 6.1).
+    "kernel_paths",
 ];
 /// Run once per kernel: it walks the ladder itself and checks the pick (`FLOW_EXPECT_RUNG`).
 const LADDER_TEST: &str = "kernel_ladder";
