@@ -5,6 +5,8 @@
 //! the layout is the same on `bpfel` and `x86_64` without hidden padding.
 #![no_std]
 
+pub mod udp;
+
 /// Key of the per-socket map: the kernel address of the `struct sock`.
 ///
 /// A freed socket's address can be reused by a new one; the kernel program deletes the entry

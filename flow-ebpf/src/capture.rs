@@ -30,7 +30,7 @@ use crate::publish::{bump, wakeup_flags};
 static FLOW_CAPTURE_BYTES: u32 = 0;
 
 #[inline(always)]
-fn capture_bytes() -> u32 {
+pub fn capture_bytes() -> u32 {
     // SAFETY: a plain read of a global the loader patched before load.
     unsafe { core::ptr::read_volatile(&FLOW_CAPTURE_BYTES) }
 }

@@ -24,6 +24,7 @@ mod publish;
 mod read;
 mod sequence;
 mod table;
+mod udp;
 
 use core::ffi::c_void;
 

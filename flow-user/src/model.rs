@@ -206,7 +206,7 @@ pub struct NetConnection {
     pub id: ConnectionId,
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    /// `tcp` (today every connection; UDP flows are not counted yet).
+    /// `tcp`, or `udp` for a UDP flow (eBPF mode: a socket and one remote endpoint).
     pub transport: Transport,
     pub state: TcpState,
     /// Socket inode (`/proc/net/tcp`, `fstat`); 0 when unknown (e.g. closed before it was seen).

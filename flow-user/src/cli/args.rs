@@ -38,6 +38,10 @@ pub struct Global {
     /// Capacity of the kernel's per-socket map (least recently used sockets are evicted beyond).
     #[arg(long, global = true, default_value_t = DEFAULT_MAP_ENTRIES, value_parser = clap::value_parser!(u32).range(1..))]
     pub map_entries: u32,
+    /// Capacity of the kernel's UDP flow map (socket and remote endpoint; least recently used
+    /// flows are evicted beyond, and counted as evictions).
+    #[arg(long, global = true, default_value_t = flow_common::udp::DEFAULT_UDP_FLOWS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub udp_flows: u32,
     /// More diagnostics on stderr; includes the kernel program's log lines.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -359,7 +363,11 @@ pub struct ReportArgs {
     #[arg(long, value_name = "TIME", requires = "since")]
     pub until: Option<String>,
     /// Group rows by connection, process, container, remote (name or address) or protocol.
-    #[arg(long, default_value = "connection", value_name = "connection|process|container|remote|protocol")]
+    #[arg(
+        long,
+        default_value = "connection",
+        value_name = "connection|process|container|remote|protocol"
+    )]
     pub by: crate::record::GroupBy,
     /// Show the N busiest rows (0: all).
     #[arg(long, default_value_t = 10, value_name = "N")]

@@ -24,6 +24,7 @@ pub(super) fn monitor_options(global: &Global) -> MonitorOptions {
             } else {
                 global.payload_bytes
             },
+            udp_flows: global.udp_flows,
         },
         kernel_log: global.verbose > 0,
         ..MonitorOptions::default()

@@ -3,8 +3,6 @@
 
 use std::{io, mem::size_of, os::fd::RawFd};
 
-use flow_common::{SockCounters, SockKey};
-
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
 /// The `batch` member of `union bpf_attr`.
@@ -21,19 +19,22 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Every entry of a hash map of `SockKey → SockCounters`. `Err` when the kernel has no batch
+/// Every entry of a hash map of `K → V` (plain `repr(C)` data). `Err` when the kernel has no batch
 /// operations (the caller falls back to walking keys).
-pub fn lookup_all(map_fd: RawFd, capacity: usize) -> io::Result<Vec<(SockKey, SockCounters)>> {
+pub fn lookup_all<K: Copy + Default, V: Copy + Default>(
+    map_fd: RawFd,
+    capacity: usize,
+) -> io::Result<Vec<(K, V)>> {
     let mut chunk = 4096.min(capacity.max(1));
-    let mut keys: Vec<SockKey> = Vec::new();
-    let mut values: Vec<SockCounters> = Vec::new();
+    let mut keys: Vec<K> = Vec::new();
+    let mut values: Vec<V> = Vec::new();
     let mut out = Vec::new();
     // Hash maps use a bucket index as the resume token.
     let mut token: u32 = 0;
     let mut first = true;
     loop {
-        keys.resize(chunk, 0);
-        values.resize(chunk, SockCounters::default());
+        keys.resize(chunk, K::default());
+        values.resize(chunk, V::default());
         let mut next: u32 = 0;
         let mut attr = BatchAttr {
             in_batch: if first {

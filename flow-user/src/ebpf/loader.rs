@@ -29,6 +29,8 @@ pub struct LoadOptions {
     /// Payload prefix copied per captured message, in bytes (at most `PAYLOAD_MAX`); 0 turns
     /// payload capture off (the verifier then drops the capture code from the counting hooks).
     pub payload_bytes: u32,
+    /// Capacity of the UDP flow map (LRU: the least recently used flows are evicted beyond).
+    pub udp_flows: u32,
 }
 
 impl Default for LoadOptions {
@@ -37,6 +39,7 @@ impl Default for LoadOptions {
             map_entries: DEFAULT_MAP_ENTRIES,
             rung: None,
             payload_bytes: PAYLOAD_DEFAULT,
+            udp_flows: flow_common::udp::DEFAULT_UDP_FLOWS,
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct KernelProgram {
     /// Namespaces the latest read skipped, and those it could not enter (logged on change).
     pub(super) namespaces_unreadable: u64,
     pub(super) namespaces_refused: Vec<u64>,
+    /// UDP counting (`cgroup_skb` on the cgroup v2 root), or why the kernel refused it.
+    pub(super) udp: Result<super::udp::UdpCounting, String>,
 }
 
 impl KernelProgram {
@@ -106,6 +111,7 @@ impl KernelProgram {
             .map_or((0, SockOffsets::default()), |o| (o.sk_protocol, o.sock));
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::SOCKETS, options.map_entries.max(1))
+            .map_max_entries(flow_common::udp::names::FLOWS, options.udp_flows.max(1))
             .override_global(globals::CAPTURE_BYTES, &payload_bytes, true)
             .override_global(globals::SK_PROTOCOL_OFFSET, &sk_protocol, true)
             .override_global(globals::SOCK_OFFSETS, &sock_offsets, true)
@@ -142,8 +148,15 @@ impl KernelProgram {
                 _ => attach_rung(&mut ebpf, rung, btf.as_ref(), per_event),
             };
             match attached {
-                Ok(attached) => {
+                Ok(mut attached) => {
+                    let udp = super::udp::attach(&mut ebpf, options.udp_flows.max(1))
+                        .map(|mut udp| {
+                            attached.links.append(&mut udp.links);
+                            udp
+                        })
+                        .map_err(|err| format!("{err:#}"));
                     let mut program = KernelProgram {
+                        udp,
                         links: attached.links,
                         store_iter_link: attached.store_iter,
                         store_iter_refused: attached.store_iter_refused,
@@ -250,6 +263,13 @@ impl KernelProgram {
         }
         for refusal in &self.refused {
             line.push_str(&format!("; {} refused: {}", refusal.rung, refusal.reason));
+        }
+        match &self.udp {
+            Ok(udp) => line.push_str(&format!(
+                "; udp flows counted by cgroup_skb on {}",
+                udp.cgroup_root.display()
+            )),
+            Err(reason) => line.push_str(&format!("; udp not counted: {reason}")),
         }
         line
     }

@@ -9,9 +9,11 @@ mod loader;
 mod reader;
 mod rungs;
 mod sys;
+mod udp;
 
 pub use events::{KernelEvents, PayloadSeen};
 pub use load_errors::Refusal;
 pub use loader::{KernelProgram, LoadOptions};
 pub use reader::{tuple_addrs, ChangedRead, KernelStats, TableRow};
 pub use rungs::{Counting, Rung, Store};
+pub use udp::{UdpCounting, UdpRead};

@@ -6,12 +6,13 @@ mod book;
 mod hashed;
 mod hashed_sources;
 mod local;
+mod udp;
 
 use std::{path::PathBuf, time::Instant};
 
 use anyhow::Result;
 
-use self::{book::FactsBook, hashed::HashedBook, local::LocalBook};
+use self::{book::FactsBook, hashed::HashedBook, local::LocalBook, udp::UdpBook};
 use super::{Health, Mode, Observation, Observer, Scope};
 use crate::{
     attribution::Attributor,
@@ -37,6 +38,8 @@ pub struct EbpfObserver {
     evictions: u64,
     /// Cgroup ids (from the kernel entries) to cgroup paths, containers and services.
     attributor: Attributor,
+    /// UDP flows (`cgroup_skb`), whatever the rung.
+    udp: UdpBook,
 }
 
 impl EbpfObserver {
@@ -58,6 +61,7 @@ impl EbpfObserver {
             books,
             evictions: 0,
             attributor: Attributor::host(),
+            udp: UdpBook::default(),
         })
     }
 
@@ -78,7 +82,7 @@ impl EbpfObserver {
         let closed_events = self.events.take_closed();
         let stats_before = self.program.stats()?;
         let read_started = Instant::now();
-        let (sockets, closed, scope, entries, live, malformed, at);
+        let (mut sockets, mut closed, scope, entries, live, malformed, at);
         match &mut self.books {
             Books::Local(book) => {
                 let (rows, full) = if all {
@@ -143,6 +147,10 @@ impl EbpfObserver {
                 scope = Scope::Complete;
             }
         }
+        let udp = self.udp.poll(&mut self.program)?;
+        let udp_live = udp.live.len() as u64;
+        sockets.extend(udp.live);
+        closed.extend(udp.closed);
         let stats = self.program.stats()?;
         let can_evict = matches!(self.books, Books::Hashed(_));
         if can_evict {
@@ -156,13 +164,13 @@ impl EbpfObserver {
             health: Health {
                 mode: Some(Mode::Ebpf),
                 rung: Some(self.program.rung()),
-                live_connections: live,
+                live_connections: live + udp_live,
                 map_entries: entries,
                 map_capacity: u64::from(self.program.map_capacity()),
-                evictions: self.evictions,
+                evictions: self.evictions + self.udp.evictions(),
                 missed_runs: stats.missed_runs,
-                close_drops: stats.close_drops + self.events.dropped(),
-                payload_drops: stats.payload_drops,
+                close_drops: stats.close_drops + self.events.dropped() + self.udp.release_drops,
+                payload_drops: stats.payload_drops + self.udp.payload_drops,
                 insert_failures: stats.insert_failures + stats.inflight_drops,
                 malformed_lines: malformed,
                 unreadable_processes: self.owners.unreadable_processes() as u64,
@@ -200,6 +208,8 @@ impl Observer for EbpfObserver {
     }
 
     fn take_dns_answers(&mut self) -> Vec<crate::protocol::dns::DnsAnswer> {
-        self.facts.take_dns_answers()
+        let mut answers = self.facts.take_dns_answers();
+        answers.append(&mut self.udp.take_dns_answers());
+        answers
     }
 }
