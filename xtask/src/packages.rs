@@ -11,21 +11,39 @@ use std::process::{Command, Stdio};
 
 /// What the tests run, and why (the one place this list lives).
 pub const TEST_PACKAGES: &[(&str, &str)] = &[
-    ("bpftool", "checks that detaching leaves no program behind; BPF cost per event"),
+    (
+        "bpftool",
+        "checks that detaching leaves no program behind; BPF cost per event",
+    ),
     ("iperf3", "loopback load"),
     ("python3", "real HTTP server (http.server)"),
     ("curl", "real HTTP client"),
     ("openssl", "TLS server and client (s_server, s_client)"),
     ("tmux", "drives `flow top` as a terminal"),
     ("prometheus", "promtool checks the exporter's output"),
-    ("apache2-utils", "htpasswd makes bcrypt hashes for --web-config"),
+    (
+        "apache2-utils",
+        "htpasswd makes bcrypt hashes for --web-config",
+    ),
     ("util-linux", "setpriv runs flow unprivileged"),
-    ("iproute2", "ip netns for tests in their own network namespaces"),
+    (
+        "iproute2",
+        "ip netns for tests in their own network namespaces",
+    ),
     ("systemd", "systemd-analyze verifies the installed unit"),
-    ("sqlite3", "opens the flight recorder's store: PRAGMA integrity_check after kill -9"),
-    ("dnsmasq-base", "a real DNS server whose answers name remote addresses"),
+    (
+        "sqlite3",
+        "opens the flight recorder's store: PRAGMA integrity_check after kill -9",
+    ),
+    (
+        "dnsmasq-base",
+        "a real DNS server whose answers name remote addresses",
+    ),
     ("bind9-dnsutils", "dig, the DNS client"),
-    ("python3-pip", "installs aioquic, whose client Initial the QUIC parser reads"),
+    (
+        "python3-pip",
+        "installs aioquic, whose client Initial the QUIC parser reads",
+    ),
     ("qemu-system-x86", "boots Debian kernels for vm-test"),
     ("busybox-static", "the VM's userland"),
     ("cpio", "packs the VM's initramfs"),

@@ -56,8 +56,7 @@ pub fn run(args: &ServeArgs, mut options: MonitorOptions, interrupt: &Interrupt)
         args.expire_after,
     );
     let mut health = HealthMetrics::register(&mut registry, monitor.health());
-    let mut recording =
-        record.map(|(path, config)| Recording::start(&mut registry, path, config));
+    let mut recording = record.map(|(path, config)| Recording::start(&mut registry, path, config));
     let server = Server::start(listener, Arc::new(registry), web)?;
     if let Some(address) = address {
         eprintln!("flow: serving {scheme}://{address}/metrics");
