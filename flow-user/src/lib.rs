@@ -39,6 +39,8 @@ pub mod observe;
 pub mod procfs;
 pub mod protocol;
 pub mod record;
+#[cfg(test)]
+mod testutil;
 pub mod tracker;
 
 pub use id::generate_connection_id;

@@ -13,7 +13,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{flow, free_port, privileged, tool, wait_for, Running};
+use support::{flow, free_port, privileged, tool, wait_for, Dnsmasq, Running};
 
 /// A child process killed when dropped.
 struct Killed(Child);
@@ -134,31 +134,8 @@ fn remote_name_from_a_dns_answer() {
     let (Some(dnsmasq), Some(dig)) = (tool("dnsmasq", TEST), tool("dig", TEST)) else {
         return;
     };
-    let dns_port = free_port();
-    let _dns = Killed(
-        Command::new(dnsmasq)
-            .args([
-                "--no-daemon",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-            ])
-            .args([
-                "--no-resolv",
-                "--no-hosts",
-                "--address=/flowtest.test/127.0.0.7",
-            ])
-            .arg(format!("--port={dns_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect((
-        "127.0.0.1",
-        dns_port
-    ))
-    .ok())
-    .is_some());
+    let dns = Dnsmasq::start(dnsmasq, "flowtest.test", "127.0.0.7");
+    let dns_port = dns.port;
     // A service on the address the name resolves to.
     let listener = TcpListener::bind("127.0.0.7:0").unwrap();
     let port = listener.local_addr().unwrap().port();

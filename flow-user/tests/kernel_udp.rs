@@ -9,7 +9,7 @@ mod support;
 use std::{
     io::{Read, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    process::{Child, Command, Stdio},
+    process::Command,
     thread,
     time::Duration,
 };
@@ -19,7 +19,7 @@ use flow_user::{
     Protocol,
 };
 use serde_json::Value;
-use support::{flow, free_port, may_load, open, privileged, tool, wait_for, Running};
+use support::{flow, free_port, may_load, open, privileged, tool, wait_for, Dnsmasq, Running};
 
 /// The one UDP row of this flow (there must be exactly one).
 fn flow_row(
@@ -219,16 +219,6 @@ fn quic_initial_on_another_port_is_quic() {
     }
 }
 
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn dns_over_udp_is_dns_and_names_the_remote() {
     const TEST: &str = "dns_over_udp_is_dns_and_names_the_remote";
@@ -238,31 +228,8 @@ fn dns_over_udp_is_dns_and_names_the_remote() {
     let (Some(dnsmasq), Some(dig)) = (tool("dnsmasq", TEST), tool("dig", TEST)) else {
         return;
     };
-    let dns_port = free_port();
-    let _dns = Killed(
-        Command::new(dnsmasq)
-            .args([
-                "--no-daemon",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-            ])
-            .args([
-                "--no-resolv",
-                "--no-hosts",
-                "--address=/flowtest.test/127.0.0.7",
-            ])
-            .arg(format!("--port={dns_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect((
-        "127.0.0.1",
-        dns_port
-    ))
-    .ok())
-    .is_some());
+    let dns = Dnsmasq::start(dnsmasq, "flowtest.test", "127.0.0.7");
+    let dns_port = dns.port;
     let listener = TcpListener::bind("127.0.0.7:0").unwrap();
     let port = listener.local_addr().unwrap().port();
 

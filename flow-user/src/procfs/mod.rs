@@ -6,9 +6,6 @@ pub mod owners;
 pub mod sock_diag;
 pub mod tcp_table;
 
-#[cfg(test)]
-mod testutil;
-
 pub use namespaces::{join, JoinKey, Joined, NamespaceRead, NamespaceReader, Unreadable};
 pub use owners::{Owner, OwnerCache};
 pub use sock_diag::{dump_tcp_info, TcpInfoRow};

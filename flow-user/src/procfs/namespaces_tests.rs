@@ -1,7 +1,7 @@
 use std::{fs, os::unix::fs::MetadataExt, path::Path};
 
 use super::*;
-use crate::{model::TcpState, procfs::testutil::TempDir};
+use crate::{model::TcpState, testutil::TempDir};
 
 fn row(local: &str, remote: &str, inode: u64) -> TcpRow {
     TcpRow {

@@ -5,7 +5,7 @@ use std::{
 };
 
 use super::*;
-use crate::procfs::testutil::TempDir;
+use crate::testutil::TempDir;
 
 /// A fake `/proc/<pid>` with `comm` and fds linking to `targets` (which need not exist).
 fn process(root: &Path, pid: u32, comm: &str, targets: &[&str]) {

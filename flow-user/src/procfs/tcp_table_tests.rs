@@ -134,7 +134,7 @@ fn reads_both_tables_from_a_proc_root() {
 
 #[test]
 fn missing_tcp6_is_not_an_error_but_missing_tcp_is() {
-    let dir = super::super::testutil::TempDir::new("tcp6-missing");
+    let dir = crate::testutil::TempDir::new("tcp6-missing");
     std::fs::create_dir(dir.path().join("net")).unwrap();
     assert!(read_tcp_tables(dir.path()).is_err());
     std::fs::write(dir.path().join("net/tcp"), MALFORMED).unwrap();

@@ -5,6 +5,7 @@
 //! Each test binary uses only part of this module, hence `dead_code` allowed below.
 #![allow(dead_code, unused_imports)]
 
+mod dns;
 mod gate;
 mod kernel;
 mod monitor;
@@ -12,6 +13,7 @@ mod net;
 mod process;
 mod wait;
 
+pub use dns::Dnsmasq;
 pub use gate::{in_ci, is_root, may_load, privileged, tool};
 pub use kernel::{collect_closed, counters_of, load, options, tuple_addrs};
 pub use monitor::{open, row_of, tcp_info};
