@@ -156,18 +156,20 @@ fn report_json(db: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("report --json parses")
 }
 
-/// The rows whose local end is `local`.
-fn rows_of<'a>(report: &'a Value, local: &str) -> Vec<&'a Value> {
+/// The rows of the connection `local` → `remote` (the report is host-wide: another
+/// connection may have had the same local port in the range).
+fn rows_of<'a>(report: &'a Value, (local, remote): (&str, &str)) -> Vec<&'a Value> {
     report["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["local"] == local)
+        .filter(|r| r["local"] == local && r["remote"] == remote)
         .collect()
 }
 
-fn totals(report: &Value, local: &str) -> (u64, u64) {
-    let rows = rows_of(report, local);
+fn totals(report: &Value, ends: (&str, &str)) -> (u64, u64) {
+    let local = ends.0;
+    let rows = rows_of(report, ends);
     assert_eq!(rows.len(), 1, "{local} once in {report:#}");
     (
         rows[0]["tx_bytes"].as_u64().unwrap(),
@@ -227,12 +229,20 @@ fn exact_totals_across_a_kill_and_a_restart() {
     assert!(!recorder.stderr().contains("panicked"));
 
     let report = report_json(&db, &["--since", &since, "--by", "connection"]);
-    assert_eq!(totals(&report, &closing_client), (100_000, 0));
-    assert_eq!(totals(&report, &closing_server), (0, 100_000));
-    assert_eq!(totals(&report, &live.client_addr()), (70_000, 0));
-    assert_eq!(totals(&report, &live.server_addr()), (0, 70_000));
-    assert_eq!(totals(&report, &later.client_addr()), (5_000, 0));
-    let closed = &rows_of(&report, &closing_client)[0];
+    let (live_client, live_server) = (live.client_addr(), live.server_addr());
+    let (later_client, later_server) = (later.client_addr(), later.server_addr());
+    let closing_out = (closing_client.as_str(), closing_server.as_str());
+    let live_out = (live_client.as_str(), live_server.as_str());
+    let later_out = (later_client.as_str(), later_server.as_str());
+    assert_eq!(totals(&report, closing_out), (100_000, 0));
+    assert_eq!(
+        totals(&report, (&closing_server, &closing_client)),
+        (0, 100_000)
+    );
+    assert_eq!(totals(&report, live_out), (70_000, 0));
+    assert_eq!(totals(&report, (&live_server, &live_client)), (0, 70_000));
+    assert_eq!(totals(&report, later_out), (5_000, 0));
+    let closed = &rows_of(&report, closing_out)[0];
     assert!(closed["closed"].is_string(), "{closed}");
     for row in report["rows"].as_array().unwrap() {
         for key in [
@@ -249,9 +259,9 @@ fn exact_totals_across_a_kill_and_a_restart() {
 
     // The instant during the first recording: both connections then, not the later one.
     let at = report_json(&db, &["--at", &during_first]);
-    assert_eq!(rows_of(&at, &closing_client).len(), 1, "{at:#}");
-    assert_eq!(rows_of(&at, &live.client_addr()).len(), 1, "{at:#}");
-    assert!(rows_of(&at, &later.client_addr()).is_empty(), "{at:#}");
+    assert_eq!(rows_of(&at, closing_out).len(), 1, "{at:#}");
+    assert_eq!(rows_of(&at, live_out).len(), 1, "{at:#}");
+    assert!(rows_of(&at, later_out).is_empty(), "{at:#}");
 
     // Grouped by process, the totals add up too (all of it is this test's traffic or more).
     let by_process = report_json(&db, &["--since", &since, "--by", "process"]);
