@@ -7,23 +7,13 @@ mod support;
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread,
     time::Duration,
 };
 
 use serde_json::Value;
-use support::{flow, free_port, privileged, tool, wait_for, Dnsmasq, Running};
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{flow, privileged, tool, wait_for, Dnsmasq, Running, TlsServer};
 
 fn rows(running: &mut Running) -> Vec<Value> {
     let done = wait_for(Duration::from_secs(30), || {
@@ -46,40 +36,8 @@ fn tls_server_name_from_the_client_hello() {
     let Some(openssl) = tool("openssl", TEST) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("flow-sni-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    let made = Command::new(openssl)
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=sni.flowtest.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let port = free_port();
-    let _server = Killed(
-        Command::new(openssl)
-            .args([
-                "s_server",
-                "-quiet",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("-key")
-            .arg(&key)
-            .arg("-cert")
-            .arg(&cert)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let server = TlsServer::start(openssl, "sni.flowtest.test");
+    let port = server.port;
     assert!(wait_for(Duration::from_secs(10), || TcpStream::connect((
         "127.0.0.1",
         port
@@ -122,7 +80,6 @@ fn tls_server_name_from_the_client_hello() {
             assert_eq!(client_end["connection"]["protocol"], "HTTPS");
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

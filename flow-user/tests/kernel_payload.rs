@@ -16,7 +16,7 @@ use flow_user::{
     model::{HttpConnection, NetConnection, Protocol, ProtocolSource},
     ModeChoice, Monitor, MonitorOptions,
 };
-use support::free_port;
+use support::{free_port, TlsServer};
 
 fn monitor(payload_bytes: u32) -> Option<Monitor> {
     if !support::may_load() {
@@ -301,46 +301,8 @@ fn tls_handshake_is_https_by_payload() {
     let Some(mut monitor) = monitor(256) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("flow-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=flow.test",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is installed");
-    assert!(made.success());
-    let port = free_port();
-    let mut server = Command::new("openssl")
-        .args([
-            "s_server",
-            "-quiet",
-            "-accept",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("-key")
-        .arg(&key)
-        .arg("-cert")
-        .arg(&cert)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = TlsServer::start("openssl", "flow.test");
+    let port = server.port;
     wait_listening(port);
     // The probe above was a connection too; the client below is the one classified.
     let mut client = Command::new("openssl")
@@ -367,9 +329,8 @@ fn tls_handshake_is_https_by_payload() {
             .find(|c| c.remote.port() == port && c.protocol_source == ProtocolSource::Payload);
     }
     let _ = client.kill();
-    let _ = server.kill();
-    let _ = (client.wait(), server.wait());
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = client.wait();
+    drop(server);
     let found = found.expect("the TLS client connection was classified by payload");
     assert_eq!(found.protocol, Protocol::Https);
 }

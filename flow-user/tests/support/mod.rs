@@ -11,6 +11,7 @@ mod kernel;
 mod monitor;
 mod net;
 mod process;
+mod tls;
 mod wait;
 
 pub use dns::Dnsmasq;
@@ -24,4 +25,5 @@ pub use net::{
 pub use process::{
     flow, flow_without_privileges, has_nonzero_rate, own_comm, Running, Unprivileged,
 };
+pub use tls::TlsServer;
 pub use wait::{retry, wait_for};
