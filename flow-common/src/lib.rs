@@ -257,7 +257,14 @@ pub mod stat {
     /// Typed rungs: close events published when a socket entered `TCP_CLOSE` (the first of its
     /// two; not counted in `CLOSES`, and a drop of one is not counted in `CLOSE_DROPS`).
     pub const STATE_CLOSES: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// Typed rungs: a connection reached `TCP_CLOSE` with no entry (the run that creates it
+    /// when the connection is established was skipped, or no storage could be allocated): it
+    /// was not counted.
+    pub const UNTRACKED: u32 = 7;
+    /// Typed rungs: entries the destroy program could not delete (the final counters are
+    /// published all the same).
+    pub const DELETE_FAILURES: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// Names of maps in the object file (also what `bpftool map show` prints).

@@ -114,9 +114,11 @@ pub fn close(sk: SockKey) {
         *counters
     };
     // SAFETY: as in `entry`.
-    if unsafe { bpf_sk_storage_delete(store(), sk as *mut c_void) } == 0 {
-        publish_closed(sk, &last);
+    if unsafe { bpf_sk_storage_delete(store(), sk as *mut c_void) } != 0 {
+        // The storage goes with the socket anyway; the counters must not.
+        bump(stat::DELETE_FAILURES);
     }
+    publish_closed(sk, &last);
 }
 
 /// `TCP_CLOSE` in `enum tcp_state`.
@@ -137,6 +139,11 @@ pub fn state_changed(sk: SockKey, old_state: i32, new_state: i32) {
         // An established connection gets its entry now, before it moves a byte: it is listed
         // (and keeps one id) from its first poll on. Other sockets wait for their first byte.
         if new_state != TCP_ESTABLISHED {
+            if new_state == TCP_CLOSE && sequence::is_connected(old_state as u32) {
+                // A connection ends that has no entry (its creation at `ESTABLISHED` was
+                // skipped, or no storage): a lost connection, said so once.
+                bump(stat::UNTRACKED);
+            }
             return;
         }
         counters = create(sk);

@@ -29,6 +29,10 @@ pub struct KernelStats {
     /// Typed rungs: first close events, published when a socket entered `TCP_CLOSE` (each
     /// socket's final one follows at destroy and counts in `closes`).
     pub state_closes: u64,
+    /// Typed rungs: connections that reached `TCP_CLOSE` without an entry (not counted).
+    pub untracked: u64,
+    /// Typed rungs: entries the destroy program could not delete (published all the same).
+    pub delete_failures: u64,
     /// Runs of the kernel programs skipped because they would have nested on their own CPU
     /// (`recursion_misses`, summed over every program; see
     /// [`KernelProgram::recursion_misses`]). A skipped close program loses a close event unless
@@ -311,6 +315,8 @@ impl KernelProgram {
             inflight_drops: read(stat::INFLIGHT_DROPS),
             payload_drops: read(stat::PAYLOAD_DROPS),
             state_closes: read(stat::STATE_CLOSES),
+            untracked: read(stat::UNTRACKED),
+            delete_failures: read(stat::DELETE_FAILURES),
             missed_runs: self
                 .recursion_misses()
                 .map(|all| all.iter().map(|(_, n)| n).sum())
