@@ -36,6 +36,8 @@ struct Shared {
     closed: Mutex<Vec<SockClosed>>,
     payloads: Mutex<Vec<PayloadSeen>>,
     dropped: AtomicU64,
+    /// Close events read from the ring so far (to compare with the kernel's count, `-v`).
+    closed_read: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -98,6 +100,11 @@ impl KernelEvents {
         std::mem::take(&mut *lock(&self.shared.payloads))
     }
 
+    /// Close events read from the kernel's ring so far.
+    pub fn closed_read(&self) -> u64 {
+        self.shared.closed_read.load(Ordering::Relaxed)
+    }
+
     /// Events discarded because nobody took them in time.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
@@ -133,7 +140,9 @@ fn drain(mut rings: Rings, shared: &Shared) {
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
         let closed = read_all::<SockClosed, _>(&mut rings.closed, Some);
-        append(&shared.closed, closed, &shared.dropped);
+        shared
+            .closed_read
+            .fetch_add(closed.len() as u64, Ordering::Relaxed);
         if let Some(payloads) = &mut rings.payloads {
             let seen = read_all::<PayloadEvent, _>(payloads, |event| {
                 let len = (event.len as usize).min(event.data.len());

@@ -155,6 +155,16 @@ impl EbpfObserver {
         sockets.extend(udp.live);
         closed.extend(udp.closed);
         let stats = self.program.stats()?;
+        log::info!(
+            "kernel: {} entries created, {} final and {} first close events sent, {} read, \
+             {} connections untracked, {} skipped runs",
+            stats.inserts,
+            stats.closes,
+            stats.state_closes,
+            self.events.closed_read(),
+            stats.untracked,
+            stats.missed_runs,
+        );
         if stats.delete_failures > self.delete_failures {
             // Not a loss (their final counters were published): worth a look, not a warning.
             log::info!(
