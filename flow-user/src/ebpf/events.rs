@@ -143,6 +143,7 @@ fn drain(mut rings: Rings, shared: &Shared) {
         shared
             .closed_read
             .fetch_add(closed.len() as u64, Ordering::Relaxed);
+        append(&shared.closed, closed, &shared.dropped);
         if let Some(payloads) = &mut rings.payloads {
             let seen = read_all::<PayloadEvent, _>(payloads, |event| {
                 let len = (event.len as usize).min(event.data.len());
