@@ -151,8 +151,12 @@ pub struct PayloadEvent {
 /// (`tcp_destroy_sock`; the entry is deleted). Bytes can still be read after `TCP_CLOSE` (e.g.
 /// after a half-close), so the later event's counters are ≥ the earlier's: keep the larger per
 /// socket `cookie`. Two publish points exist because a raw tracepoint program is skipped when it
-/// would nest on its own CPU (`recursion_misses`): only a socket whose two programs both miss
-/// loses its final counters. The untyped rungs send one event, at destroy.
+/// would nest on its own CPU (`recursion_misses`), and the two misses turned out to come
+/// together (churn runs lost a server end now and then with both skipped). So a third, of
+/// another program type that the kernel never skips, publishes when the application releases
+/// the socket (`cgroup/sock_release`): its counters are final then, as no read or write can
+/// follow; it comes first, and the other two only confirm it. The untyped rungs send one
+/// event, at destroy.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockClosed {
@@ -264,7 +268,10 @@ pub mod stat {
     /// Typed rungs: entries the destroy program could not delete (the final counters are
     /// published all the same).
     pub const DELETE_FAILURES: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// Typed rungs: close events published when the application released the socket
+    /// (`cgroup/sock_release`, a third publish point, see [`super::SockClosed`]).
+    pub const RELEASE_CLOSES: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Names of maps in the object file (also what `bpftool map show` prints).
@@ -299,6 +306,9 @@ pub mod programs {
     /// `iter/tcp`, run once per network namespace at load with sequence counting: gives each
     /// connection established before `flow` started its entry (bases as of now).
     pub const ADOPT: &str = "flow_tcp_adopt";
+    /// `cgroup/sock_release` (typed rungs): publishes a TCP socket's counters when its
+    /// application releases it; they are final then (no more reads or writes can come).
+    pub const TCP_RELEASE: &str = "flow_tcp_release";
 }
 
 /// Read-only globals the loader sets.

@@ -18,7 +18,7 @@ use crate::maps::SOCKET_STORE;
 use crate::{
     capture::{maybe_capture, wants},
     counting::{add, note_mover, Direction},
-    publish::{bump, publish_closed, publish_state_closed},
+    publish::{bump, publish_closed, publish_released, publish_state_closed},
     read::{read_kernel, read_tuple},
     sequence::{self, Stamp},
     table::{netns_of, SKC_STATE},
@@ -119,6 +119,24 @@ pub fn close(sk: SockKey) {
         bump(stat::DELETE_FAILURES);
     }
     publish_closed(sk, &last);
+}
+
+/// The application released the socket (`cgroup/sock_release`, before `tcp_close`): what it
+/// wrote and read is final, so publish it now, keeping the entry. `ctx` is the program's
+/// context, which for this program type is the `struct sock` itself.
+#[inline(always)]
+pub fn released(ctx: *mut c_void) {
+    // SAFETY: this program type's storage helper takes its context as the socket.
+    let counters: *mut SockCounters =
+        unsafe { bpf_sk_storage_get(store(), ctx, ptr::null_mut(), 0) }.cast();
+    if counters.is_null() {
+        return;
+    }
+    let sk = ctx as SockKey;
+    // SAFETY: non-null storage of this socket, valid for this program run.
+    let counters = unsafe { &mut *counters };
+    sequence::refresh(sk, counters, Stamp::Now);
+    publish_released(sk, counters);
 }
 
 /// `TCP_CLOSE` in `enum tcp_state`.

@@ -30,9 +30,10 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
-    macros::{btf_tracepoint, fexit, kprobe, kretprobe, tracepoint},
+    macros::{btf_tracepoint, cgroup_sock, fexit, kprobe, kretprobe, tracepoint},
     programs::{
-        BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext,
+        BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, SockContext,
+        TracePointContext,
     },
 };
 use counting::Direction;
@@ -226,6 +227,18 @@ pub fn flow_state_btf(ctx: BtfTracePointContext) -> i32 {
         local::state_changed(sk, ctx.arg(1), ctx.arg(2));
     }
     0
+}
+
+/// `cgroup/sock_release` on the cgroup v2 root (typed rungs): a TCP socket's application
+/// released it; its entry's counters are final for reads and writes, so they are published
+/// (a publish point the kernel never skips: cgroup programs have no recursion guard).
+#[cgroup_sock(sock_release)]
+pub fn flow_tcp_release(ctx: SockContext) -> i32 {
+    // SAFETY: the context is a `struct bpf_sock`.
+    if unsafe { (*ctx.sock).protocol } == u32::from(IPPROTO_TCP) {
+        local::released(ctx.sock.cast());
+    }
+    1
 }
 
 /// `iter/tcp` (5.9+): runs once per TCP socket when userspace reads the iterator. The context is

@@ -29,6 +29,15 @@ pub fn publish_state_closed(sk: SockKey, counters: &SockCounters) {
     send_closed(sk, counters);
 }
 
+/// Typed rungs: the counters of a socket its application just released (final for reads and
+/// writes) while its entry stays; like the first close event, a drop is no loss while the
+/// final one goes through.
+#[inline(always)]
+pub fn publish_released(sk: SockKey, counters: &SockCounters) {
+    bump(stat::RELEASE_CLOSES);
+    send_closed(sk, counters);
+}
+
 #[inline(always)]
 fn send_closed(sk: SockKey, counters: &SockCounters) -> bool {
     match CLOSED.reserve::<SockClosed>(0) {

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use anyhow::{anyhow, Context, Result};
 use aya::{
     maps::Map,
-    programs::{BtfTracePoint, FExit, Iter, KProbe, TracePoint},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSock, FExit, Iter, KProbe, TracePoint},
     Btf, Ebpf,
 };
 
@@ -27,6 +27,28 @@ pub(super) struct Attached {
     pub store_iter: Option<OwnedFd>,
     /// Why the storage iterator is not there, when the kernel refused it.
     pub store_iter_refused: Option<String>,
+}
+
+/// Typed rungs: attaches the `cgroup/sock_release` program that publishes a TCP socket's
+/// counters when its application releases it (a third publish point, one the kernel never
+/// skips; see `flow_common::SockClosed`), to the cgroup v2 root as UDP's programs are.
+pub(super) fn attach_tcp_release(ebpf: &mut Ebpf) -> Result<Links> {
+    let root = super::udp::cgroup2_root()?;
+    let cgroup =
+        std::fs::File::open(&root).with_context(|| format!("opening {}", root.display()))?;
+    let name = flow_common::programs::TCP_RELEASE;
+    let program: &mut CgroupSock = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing"))?
+        .try_into()?;
+    program
+        .load()
+        .map_err(explain)
+        .with_context(|| format!("loading {name}"))?;
+    let link = program
+        .attach(cgroup.as_fd(), CgroupAttachMode::Single)
+        .with_context(|| format!("attaching {name} to {}", root.display()))?;
+    Ok(vec![Box::new(program.take_link(link)?)])
 }
 
 impl Hook {

@@ -85,6 +85,8 @@ pub struct KernelProgram {
     pub(super) namespaces_refused: Vec<u64>,
     /// UDP counting (`cgroup_skb` on the cgroup v2 root), or why the kernel refused it.
     pub(super) udp: Result<super::udp::UdpCounting, String>,
+    /// Typed rungs: why the release publish point is missing, when the kernel refused it.
+    pub(super) release_refused: Option<String>,
 }
 
 impl KernelProgram {
@@ -155,8 +157,16 @@ impl KernelProgram {
                             udp
                         })
                         .map_err(|err| format!("{err:#}"));
+                    let mut release_refused = None;
+                    if rung.store() == Store::Local {
+                        match super::attach::attach_tcp_release(&mut ebpf) {
+                            Ok(mut links) => attached.links.append(&mut links),
+                            Err(err) => release_refused = Some(format!("{err:#}")),
+                        }
+                    }
                     let mut program = KernelProgram {
                         udp,
+                        release_refused,
                         links: attached.links,
                         store_iter_link: attached.store_iter,
                         store_iter_refused: attached.store_iter_refused,
@@ -270,6 +280,10 @@ impl KernelProgram {
                 udp.cgroup_root.display()
             )),
             Err(reason) => line.push_str(&format!("; udp not counted: {reason}")),
+        }
+        if let Some(reason) = &self.release_refused {
+            // Two publish points remain: a close is lost only if both are skipped.
+            line.push_str(&format!("; no close event at release: {reason}"));
         }
         line
     }

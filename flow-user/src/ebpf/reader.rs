@@ -29,6 +29,8 @@ pub struct KernelStats {
     /// Typed rungs: first close events, published when a socket entered `TCP_CLOSE` (each
     /// socket's final one follows at destroy and counts in `closes`).
     pub state_closes: u64,
+    /// Typed rungs: close events published when the application released its socket.
+    pub release_closes: u64,
     /// Typed rungs: connections that reached `TCP_CLOSE` without an entry (not counted).
     pub untracked: u64,
     /// Typed rungs: entries the destroy program could not delete (published all the same).
@@ -316,6 +318,7 @@ impl KernelProgram {
             payload_drops: read(stat::PAYLOAD_DROPS),
             state_closes: read(stat::STATE_CLOSES),
             untracked: read(stat::UNTRACKED),
+            release_closes: read(stat::RELEASE_CLOSES),
             delete_failures: read(stat::DELETE_FAILURES),
             missed_runs: self
                 .recursion_misses()

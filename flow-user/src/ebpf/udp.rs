@@ -46,7 +46,7 @@ pub struct UdpRead {
 }
 
 /// The cgroup v2 mount point, from `/proc/self/mountinfo`.
-fn cgroup2_root() -> Result<PathBuf> {
+pub(super) fn cgroup2_root() -> Result<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
     info.lines()
         .find_map(|line| {

@@ -156,11 +156,12 @@ impl EbpfObserver {
         closed.extend(udp.closed);
         let stats = self.program.stats()?;
         log::info!(
-            "kernel: {} entries created, {} final and {} first close events sent, {} read, \
-             {} connections untracked, {} skipped runs",
+            "kernel: {} entries created, close events sent: {} at release, {} at TCP_CLOSE, {} \
+             final; {} read, {} connections untracked, {} skipped runs",
             stats.inserts,
-            stats.closes,
+            stats.release_closes,
             stats.state_closes,
+            stats.closes,
             self.events.closed_read(),
             stats.untracked,
             stats.missed_runs,
