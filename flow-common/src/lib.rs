@@ -142,6 +142,26 @@ pub struct PayloadEvent {
     pub data: [u8; PAYLOAD_MAX],
 }
 
+/// Largest TLS ClientHello record copied whole (header included), whatever `--payload-bytes`
+/// says: Chrome's, with post-quantum key shares and its extensions in random order, is ~1.8 KB,
+/// and its server_name may sit anywhere in it.
+pub const HELLO_MAX: usize = 2048;
+
+/// The TLS handshake record that starts a socket's first message in a direction, when it holds a
+/// ClientHello: copied up to [`HELLO_MAX`] bytes so the server name is read wherever it sits.
+/// Same header as [`PayloadEvent`], shared with it in the payload ring; userspace tells the two
+/// apart by the record's length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HelloEvent {
+    pub sock: SockKey,
+    pub first_ns: u64,
+    pub direction: u32,
+    /// Bytes valid in `data`.
+    pub len: u32,
+    pub data: [u8; HELLO_MAX],
+}
+
 /// Sent through the ring buffer when a socket closes: its counters, cumulative since the entry
 /// was created.
 ///
@@ -256,7 +276,7 @@ pub mod stat {
     pub const INSERT_FAILURES: u32 = 3;
     /// Kprobe rung: entry probes whose in-flight slot could not be stored.
     pub const INFLIGHT_DROPS: u32 = 4;
-    /// Payload prefixes lost because the ring buffer was full.
+    /// Payload prefixes (and whole ClientHellos) lost because the ring buffer was full.
     pub const PAYLOAD_DROPS: u32 = 5;
     /// Typed rungs: close events published when a socket entered `TCP_CLOSE` (the first of its
     /// two; not counted in `CLOSES`, and a drop of one is not counted in `CLOSE_DROPS`).
@@ -328,7 +348,8 @@ pub mod globals {
 pub const DEFAULT_MAP_ENTRIES: u32 = 65_536;
 /// Ring buffer for close events: 1 MiB holds about 8,000 events between two drains.
 pub const CLOSED_RING_BYTES: u32 = 1 << 20;
-/// Ring buffer for payload prefixes: 1 MiB holds about 1,900 events between two drains.
+/// Ring buffer for payload prefixes: 1 MiB holds about 1,900 events between two drains (or 500
+/// ClientHellos).
 pub const PAYLOAD_RING_BYTES: u32 = 1 << 20;
 /// Kprobe rung: concurrent in-flight `tcp_sendmsg`/`tcp_recvmsg` calls tracked per thread.
 pub const INFLIGHT_ENTRIES: u32 = 16_384;
@@ -344,6 +365,7 @@ mod pod {
     unsafe impl aya::Pod for super::SockClosed {}
     unsafe impl aya::Pod for super::SockTuple {}
     unsafe impl aya::Pod for super::PayloadEvent {}
+    unsafe impl aya::Pod for super::HelloEvent {}
     unsafe impl aya::Pod for super::SockSeen {}
     unsafe impl aya::Pod for super::SockOffsets {}
     unsafe impl aya::Pod for super::ReadMark {}
@@ -369,6 +391,9 @@ mod tests {
         assert_eq!(core::mem::offset_of!(SockCounters, cgroup_id), 144);
         assert_eq!(core::mem::offset_of!(SockCounters, netns), 152);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
+        assert_eq!(size_of::<HelloEvent>(), 24 + HELLO_MAX);
+        // The payload ring's two record kinds are told apart by their length.
+        assert!(size_of::<HelloEvent>() > size_of::<PayloadEvent>());
         assert_eq!(size_of::<SockClosed>(), 8 + size_of::<SockCounters>());
         assert_eq!(size_of::<SockSeen>(), 56 + 40);
         assert_eq!(core::mem::offset_of!(SockSeen, netns), 52);

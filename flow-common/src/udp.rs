@@ -37,16 +37,47 @@ pub struct UdpFlow {
     pub _pad: u16,
     /// `bpf_get_socket_uid`.
     pub uid: u32,
-    /// `UDP_TX_SEEN` / `UDP_RX_SEEN`: first datagram of a direction captured.
+    /// `UDP_TX_SEEN` / `UDP_RX_SEEN`: first datagram of a direction captured;
+    /// `UDP_TX_INITIAL_MORE` / `UDP_RX_INITIAL_MORE`: it was a QUIC Initial, so the next datagram
+    /// in that direction is looked at too.
     pub capture: u32,
     pub _reserved: u32,
 }
 
 pub const UDP_TX_SEEN: u32 = 1;
 pub const UDP_RX_SEEN: u32 = 2;
+/// The first datagram sent was a QUIC Initial: the next one sent is captured whole too if it is
+/// one (a ClientHello with post-quantum key shares spans two Initials, RFC 9001 §4.3).
+pub const UDP_TX_INITIAL_MORE: u32 = 4;
+/// As [`UDP_TX_INITIAL_MORE`], for datagrams received.
+pub const UDP_RX_INITIAL_MORE: u32 = 8;
 
 /// Largest prefix of a datagram copied to userspace (DNS answers, QUIC long headers).
 pub const UDP_PAYLOAD_MAX: usize = 512;
+
+/// Largest QUIC Initial datagram copied whole: its payload is encrypted (with keys derived from
+/// its connection id, RFC 9001 §5.2), so userspace needs all of it, tag included, to read the
+/// ClientHello. Clients send 1,200 to ~1,500 bytes.
+pub const UDP_INITIAL_MAX: usize = 2048;
+/// Initial datagrams captured per flow and direction: the first two.
+pub const UDP_INITIALS_PER_DIRECTION: u32 = 2;
+
+/// One of the first [`UDP_INITIALS_PER_DIRECTION`] datagrams of a flow in one direction, when it
+/// starts with a QUIC v1/v2 Initial: the whole datagram. Shares the payload ring with
+/// [`UdpPayloadEvent`]; userspace tells the two apart by the record's length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpInitialEvent {
+    pub key: UdpFlowKey,
+    pub direction: u32,
+    /// Bytes valid in `data`.
+    pub len: u32,
+    /// 0 for the flow's first datagram in this direction, 1 for the next: the last, after which
+    /// userspace need not wait for more of this ClientHello.
+    pub index: u32,
+    pub _pad: u32,
+    pub data: [u8; UDP_INITIAL_MAX],
+}
 
 /// The first datagram of a flow in one direction.
 #[repr(C)]
@@ -65,7 +96,7 @@ pub mod names {
     pub const FLOWS: &str = "FLOW_UDP_FLOWS";
     /// Ring of `u64` cookies of released UDP sockets.
     pub const RELEASED: &str = "FLOW_UDP_RELEASED";
-    /// Ring of [`super::UdpPayloadEvent`].
+    /// Ring of [`super::UdpPayloadEvent`] and [`super::UdpInitialEvent`].
     pub const PAYLOADS: &str = "FLOW_UDP_PAYLOADS";
     /// Array of `u64` counters, indexed by [`super::udp_stat`].
     pub const STATS: &str = "FLOW_UDP_STATS";
@@ -80,14 +111,16 @@ pub mod udp_stat {
     pub const INSERTS: u32 = 0;
     /// Released-socket events that did not fit in the ring (their flows end by LRU eviction).
     pub const RELEASE_DROPS: u32 = 1;
-    /// Payload prefixes that did not fit in the ring.
+    /// Payload prefixes (and whole QUIC Initials) that did not fit in the ring.
     pub const PAYLOAD_DROPS: u32 = 2;
     pub const COUNT: u32 = 3;
 }
 
 pub const DEFAULT_UDP_FLOWS: u32 = 65_536;
 pub const UDP_RELEASED_RING_BYTES: u32 = 1 << 18;
-pub const UDP_PAYLOAD_RING_BYTES: u32 = 1 << 18;
+/// Holds ~500 Initials (a QUIC connection's two ends make up to 2 each) or ~1,900 prefixes
+/// between two polls.
+pub const UDP_PAYLOAD_RING_BYTES: u32 = 1 << 20;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -95,6 +128,7 @@ mod pod {
     unsafe impl aya::Pod for super::UdpFlowKey {}
     unsafe impl aya::Pod for super::UdpFlow {}
     unsafe impl aya::Pod for super::UdpPayloadEvent {}
+    unsafe impl aya::Pod for super::UdpInitialEvent {}
 }
 
 #[cfg(test)]
@@ -107,5 +141,8 @@ mod tests {
         assert_eq!(size_of::<UdpFlowKey>(), 32);
         assert_eq!(size_of::<UdpFlow>(), 6 * 8 + 16 + 4 + 4 + 4 + 4);
         assert_eq!(size_of::<UdpPayloadEvent>(), 32 + 8 + UDP_PAYLOAD_MAX);
+        assert_eq!(size_of::<UdpInitialEvent>(), 32 + 16 + UDP_INITIAL_MAX);
+        // The payload ring's two record kinds are told apart by their length.
+        assert!(size_of::<UdpInitialEvent>() > size_of::<UdpPayloadEvent>());
     }
 }

@@ -2,8 +2,9 @@
 //! prefix — its first message in each direction, and on HTTP connections each message — the
 //! hook reads the current syscall's registers (`bpf_task_pt_regs`) to find the user buffer,
 //! which holds the message at that moment (sent data is still there; received data was just
-//! copied there), and copies a bounded prefix. Sockets that want nothing cost one branch, and no
-//! other syscall is hooked at all.
+//! copied there), and copies a bounded prefix — or, for a first message that starts a TLS
+//! ClientHello, the whole record ([`crate::hello`]). Sockets that want nothing cost one branch,
+//! and no other syscall is hooked at all.
 //!
 //! x86_64 only: syscall numbers and `struct pt_regs` offsets below are that architecture's.
 
@@ -22,7 +23,10 @@ use flow_common::{
     PAYLOAD_RING_BYTES,
 };
 
-use crate::publish::{bump, wakeup_flags};
+use crate::{
+    hello::{capture_hello, client_hello_record},
+    publish::{bump, wakeup_flags},
+};
 
 /// Bytes to copy per captured message; 0 turns capture off. Set by the loader (read-only data,
 /// so the verifier prunes the capture path from the counting hooks when it is 0).
@@ -133,6 +137,20 @@ fn capture_prefix(
     }
     entry.capture = flags | seen | if http { capture::HTTP } else { 0 };
 
+    if first && !http {
+        let available = bytes.min(buf_len);
+        if let Some(record) = client_hello_record(buf, available) {
+            capture_hello(
+                &PAYLOADS,
+                sk,
+                entry.first_ns,
+                direction,
+                buf,
+                record.min(available),
+            );
+            return;
+        }
+    }
     let mut len = bytes.min(buf_len).min(capture_bytes() as u64);
     if len > PAYLOAD_MAX as u64 {
         len = PAYLOAD_MAX as u64;

@@ -18,6 +18,7 @@
 mod capture;
 mod counting;
 mod hashed;
+mod hello;
 mod local;
 mod maps;
 mod publish;
@@ -25,6 +26,7 @@ mod read;
 mod sequence;
 mod table;
 mod udp;
+mod udp_capture;
 
 use core::ffi::c_void;
 

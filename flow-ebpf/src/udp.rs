@@ -6,10 +6,7 @@
 //! return 1: they observe, never filter.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_get_socket_cookie, bpf_ktime_get_ns,
-        generated::bpf_skb_load_bytes,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_get_socket_cookie, bpf_ktime_get_ns},
     macros::{cgroup_skb, cgroup_sock, map},
     maps::{Array, LruHashMap, RingBuf},
     programs::{SkBuffContext, SockContext},
@@ -17,8 +14,8 @@ use aya_ebpf::{
 };
 use flow_common::{
     udp::{
-        udp_stat, UdpFlow, UdpFlowKey, UdpPayloadEvent, DEFAULT_UDP_FLOWS, UDP_PAYLOAD_MAX,
-        UDP_PAYLOAD_RING_BYTES, UDP_RELEASED_RING_BYTES, UDP_RX_SEEN, UDP_TX_SEEN,
+        udp_stat, UdpFlow, UdpFlowKey, DEFAULT_UDP_FLOWS, UDP_RELEASED_RING_BYTES,
+        UDP_RX_INITIAL_MORE, UDP_RX_SEEN, UDP_TX_INITIAL_MORE, UDP_TX_SEEN,
     },
     AF_INET, AF_INET6, DIRECTION_RX, DIRECTION_TX,
 };
@@ -26,6 +23,7 @@ use flow_common::{
 use crate::{
     capture::capture_bytes,
     publish::{atomic_add, wakeup_flags},
+    udp_capture,
 };
 
 #[map(name = "FLOW_UDP_FLOWS")]
@@ -33,9 +31,6 @@ static FLOWS: LruHashMap<UdpFlowKey, UdpFlow> = LruHashMap::with_max_entries(DEF
 
 #[map(name = "FLOW_UDP_RELEASED")]
 static RELEASED: RingBuf = RingBuf::with_byte_size(UDP_RELEASED_RING_BYTES, 0);
-
-#[map(name = "FLOW_UDP_PAYLOADS")]
-static PAYLOADS: RingBuf = RingBuf::with_byte_size(UDP_PAYLOAD_RING_BYTES, 0);
 
 #[map(name = "FLOW_UDP_STATS")]
 static STATS: Array<u64> = Array::with_max_entries(udp_stat::COUNT, 0);
@@ -132,15 +127,23 @@ fn count(ctx: &SkBuffContext, direction: u32) {
         atomic_add(&mut entry.rx_bytes, bytes);
         atomic_add(&mut entry.rx_packets, datagrams);
     }
-    let seen = if direction == DIRECTION_TX {
-        UDP_TX_SEEN
+    let (seen, more) = if direction == DIRECTION_TX {
+        (UDP_TX_SEEN, UDP_TX_INITIAL_MORE)
     } else {
-        UDP_RX_SEEN
+        (UDP_RX_SEEN, UDP_RX_INITIAL_MORE)
     };
-    if entry.capture & seen == 0 && capture_bytes() > 0 {
-        // A race may capture a direction twice: harmless (userspace keeps the facts).
-        entry.capture |= seen;
-        capture(ctx, &key, direction, parsed.headers, len);
+    // One test per datagram, as with the first datagram alone: a copy is wanted while the
+    // direction is unseen, or once more after a QUIC Initial.
+    let flags = entry.capture;
+    if flags & (seen | more) != seen && capture_bytes() > 0 {
+        // A race may capture a datagram twice: harmless (userspace keeps the first facts).
+        let first = flags & seen == 0;
+        entry.capture = (flags | seen) & !more;
+        let index = if first { 0 } else { 1 };
+        let initial = udp_capture::capture(ctx, &key, direction, parsed.headers, len, index);
+        if initial && first {
+            entry.capture |= more;
+        }
     }
 }
 
@@ -201,42 +204,8 @@ fn parse(ctx: &SkBuffContext, direction: u32) -> Option<Parsed> {
     })
 }
 
-/// Copies a bounded prefix of the datagram's payload to the payload ring.
 #[inline(always)]
-fn capture(ctx: &SkBuffContext, key: &UdpFlowKey, direction: u32, headers: u32, len: u32) {
-    let mut want = len.saturating_sub(headers).min(capture_bytes());
-    if want > UDP_PAYLOAD_MAX as u32 {
-        want = UDP_PAYLOAD_MAX as u32;
-    }
-    if want == 0 {
-        return;
-    }
-    let Some(mut slot) = PAYLOADS.reserve::<UdpPayloadEvent>(0) else {
-        bump(udp_stat::PAYLOAD_DROPS);
-        return;
-    };
-    // Hidden from the optimizer, then masked: the verifier sees the length in 1..=512 on the
-    // very register passed to the helper.
-    let want = unsafe { core::ptr::read_volatile(&want) };
-    let want = ((want.wrapping_sub(1)) & (UDP_PAYLOAD_MAX as u32 - 1)) + 1;
-    let event = slot.as_mut_ptr();
-    // SAFETY: `event` is a reserved `UdpPayloadEvent`; `want` is in 1..=UDP_PAYLOAD_MAX.
-    unsafe {
-        (*event).key = *key;
-        (*event).direction = direction;
-        let rc = bpf_skb_load_bytes(
-            ctx.as_ptr(),
-            headers,
-            (*event).data.as_mut_ptr().cast(),
-            want,
-        );
-        (*event).len = if rc == 0 { want } else { 0 };
-    }
-    slot.submit(wakeup_flags(&PAYLOADS, UDP_PAYLOAD_RING_BYTES));
-}
-
-#[inline(always)]
-fn bump(index: u32) {
+pub fn bump(index: u32) {
     if let Some(slot) = STATS.get_ptr_mut(index) {
         atomic_add(unsafe { &mut *slot }, 1);
     }

@@ -1,19 +1,22 @@
-//! Who is at the other end: the SNI of a TLS ClientHello (`openssl s_client -servername`) and
-//! the name a DNS answer gave the remote address (dnsmasq answering `dig +tcp`), both read
-//! from the payload prefixes the kernel program captures; `--no-payload` shows neither.
+//! Who is at the other end: the SNI of a TLS ClientHello (`openssl s_client -servername`), of a
+//! QUIC Initial (aioquic, Chrome-shaped: the name in its second datagram) and the name a DNS
+//! answer gave the remote address (dnsmasq answering `dig +tcp`), all read from what the kernel
+//! program captures; `--no-payload` shows none.
 
 mod support;
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpStream, UdpSocket},
     process::{Command, Stdio},
     thread,
     time::Duration,
 };
 
 use serde_json::Value;
-use support::{flow, privileged, tool, wait_for, Dnsmasq, Running, TlsServer};
+use support::{
+    flow, privileged, tool, wait_for, Dnsmasq, HelloShape, QuicClient, Running, TlsServer, QUIC_V1,
+};
 
 fn rows(running: &mut Running) -> Vec<Value> {
     let done = wait_for(Duration::from_secs(30), || {
@@ -78,6 +81,51 @@ fn tls_server_name_from_the_client_hello() {
         } else {
             assert_eq!(sni, "sni.flowtest.test", "{client_end:#}");
             assert_eq!(client_end["connection"]["protocol"], "HTTPS");
+        }
+    }
+}
+
+#[test]
+fn quic_server_name_from_the_initials() {
+    const TEST: &str = "quic_server_name_from_the_initials";
+    if !privileged(TEST) {
+        return;
+    }
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let port = server.local_addr().unwrap().port();
+    for no_payload in [false, true] {
+        let port_arg = port.to_string();
+        let mut args = vec!["bandwidth", "--json", "--window", "3s", "--port", &port_arg];
+        if no_payload {
+            args.push("--no-payload");
+        }
+        let mut running = Running::spawn(flow().args(&args));
+        thread::sleep(Duration::from_millis(800));
+        let client = QuicClient::send(port, "h3.flowtest.test", QUIC_V1, HelloShape::PostQuantum);
+        let mut buffer = [0u8; 4_096];
+        for _ in &client.sizes {
+            server.recv_from(&mut buffer).unwrap();
+        }
+        let rows = rows(&mut running);
+        drop(client);
+        let target = format!("127.0.0.1:{port}");
+        let client_end = rows
+            .iter()
+            .find(|r| r["connection"]["remote"].as_str() == Some(&target))
+            .unwrap_or_else(|| panic!("no row for the QUIC client: {rows:#?}"));
+        assert_eq!(
+            client_end["connection"]["transport"], "udp",
+            "{client_end:#}"
+        );
+        let sni = &client_end["connection"]["tls_server_name"];
+        if no_payload {
+            assert_eq!(sni, &Value::Null, "--no-payload keeps no names");
+        } else {
+            assert_eq!(sni, "h3.flowtest.test", "{client_end:#}");
+            assert_eq!(client_end["connection"]["protocol"], "QUIC");
         }
     }
 }

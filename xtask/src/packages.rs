@@ -42,7 +42,7 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("bind9-dnsutils", "dig, the DNS client"),
     (
         "python3-pip",
-        "installs aioquic, whose client Initial the QUIC parser reads",
+        "installs aioquic, a real QUIC client whose Initials the parser and the kernel tests read",
     ),
     ("qemu-system-x86", "boots Debian kernels for vm-test"),
     ("busybox-static", "the VM's userland"),

@@ -49,7 +49,8 @@ pub struct Global {
     #[arg(long, global = true)]
     pub no_payload: bool,
     /// Bytes of payload copied from the first message in each direction (and from each HTTP
-    /// request/response start); only the protocol, HTTP method, Host and status are kept.
+    /// request/response start); only the protocol, HTTP method, Host and status are kept. A TLS
+    /// ClientHello (up to 2 KiB) and QUIC Initials are copied whole for their server name alone.
     #[arg(long, global = true, default_value_t = PAYLOAD_DEFAULT, value_parser = clap::value_parser!(u32).range(16..=PAYLOAD_MAX as i64))]
     pub payload_bytes: u32,
 }

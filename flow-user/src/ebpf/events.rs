@@ -1,6 +1,7 @@
 //! Drains the kernel's ring buffers on a background thread — close events, payload prefixes and
 //! log lines — so a burst never waits for the next poll. Payload prefixes are classified right
-//! here and their bytes dropped: only the facts (protocol, HTTP method/host/status) are kept.
+//! here and their bytes dropped: only the facts (protocol, HTTP method/host/status, a
+//! ClientHello's server name) are kept.
 
 use std::{
     mem::size_of,
@@ -14,7 +15,7 @@ use std::{
 
 use anyhow::{anyhow, Result};
 use aya::maps::{MapData, RingBuf};
-use flow_common::{maps, PayloadEvent, SockClosed, SockKey};
+use flow_common::{maps, HelloEvent, PayloadEvent, SockClosed, SockKey};
 
 use super::KernelProgram;
 use crate::protocol::payload::{classify, PayloadFacts};
@@ -145,15 +146,7 @@ fn drain(mut rings: Rings, shared: &Shared) {
             .fetch_add(closed.len() as u64, Ordering::Relaxed);
         append(&shared.closed, closed, &shared.dropped);
         if let Some(payloads) = &mut rings.payloads {
-            let seen = read_all::<PayloadEvent, _>(payloads, |event| {
-                let len = (event.len as usize).min(event.data.len());
-                Some(PayloadSeen {
-                    sock: event.sock,
-                    first_ns: event.first_ns,
-                    direction: event.direction,
-                    facts: classify(&event.data[..len]),
-                })
-            });
+            let seen = read_records(payloads, payload_seen);
             append(&shared.payloads, seen, &shared.dropped);
         }
         if let Some(logger) = &mut rings.logger {
@@ -162,15 +155,43 @@ fn drain(mut rings: Rings, shared: &Shared) {
     }
 }
 
+/// Classifies one record of the payload ring: a [`HelloEvent`] (a whole ClientHello record) or a
+/// [`PayloadEvent`] (a prefix), told apart by its length.
+fn payload_seen(item: &[u8]) -> Option<PayloadSeen> {
+    let seen = |sock, first_ns, direction, data: &[u8]| PayloadSeen {
+        sock,
+        first_ns,
+        direction,
+        facts: classify(data),
+    };
+    match record::<HelloEvent>(item) {
+        Some(e) => Some(seen(e.sock, e.first_ns, e.direction, valid(&e.data, e.len))),
+        None => record::<PayloadEvent>(item)
+            .map(|e| seen(e.sock, e.first_ns, e.direction, valid(&e.data, e.len))),
+    }
+}
+
+/// The bytes the kernel said are valid in a record's data.
+pub(super) fn valid(data: &[u8], len: u32) -> &[u8] {
+    &data[..(len as usize).min(data.len())]
+}
+
+/// The record of type `T` a ring item holds, if it is long enough for one.
+pub(super) fn record<T: Copy>(item: &[u8]) -> Option<T> {
+    // SAFETY: the kernel wrote a `T` (plain `repr(C)` data); read unaligned.
+    (item.len() >= size_of::<T>()).then(|| unsafe { (item.as_ptr() as *const T).read_unaligned() })
+}
+
 /// Reads every record of type `T` in the ring, mapped through `f`.
 fn read_all<T: Copy, U>(ring: &mut RingBuf<MapData>, f: impl Fn(T) -> Option<U>) -> Vec<U> {
+    read_records(ring, |item| record::<T>(item).and_then(&f))
+}
+
+/// Reads every item in the ring, mapped through `f`.
+fn read_records<U>(ring: &mut RingBuf<MapData>, f: impl Fn(&[u8]) -> Option<U>) -> Vec<U> {
     let mut out = Vec::new();
     while let Some(item) = ring.next() {
-        if item.len() >= size_of::<T>() {
-            // SAFETY: the kernel wrote a `T` (plain `repr(C)` data); read unaligned.
-            let record = unsafe { (item.as_ptr() as *const T).read_unaligned() };
-            out.extend(f(record));
-        }
+        out.extend(f(&item));
     }
     out
 }
@@ -199,3 +220,7 @@ fn poll_fd(fd: RawFd) -> libc::pollfd {
         revents: 0,
     }
 }
+
+#[cfg(test)]
+#[path = "events_tests.rs"]
+mod tests;

@@ -6,6 +6,7 @@ mod host;
 mod kernel_btf;
 mod load_errors;
 mod loader;
+mod quic_initials;
 mod reader;
 mod rungs;
 mod sys;

@@ -17,9 +17,14 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock},
     Ebpf,
 };
-use flow_common::udp::{names, udp_stat, UdpFlow, UdpFlowKey, UdpPayloadEvent};
+use flow_common::udp::{names, udp_stat, UdpFlow, UdpFlowKey, UdpInitialEvent, UdpPayloadEvent};
 
-use super::{attach::Links, KernelProgram};
+use super::{
+    attach::Links,
+    events::{record, valid},
+    quic_initials::PendingInitials,
+    KernelProgram,
+};
 use crate::protocol::payload::{classify_datagram, PayloadFacts};
 
 /// The attached UDP programs and the rings userspace drains at each read.
@@ -28,6 +33,8 @@ pub struct UdpCounting {
     pub cgroup_root: PathBuf,
     released: RingBuf<MapData>,
     payloads: RingBuf<MapData>,
+    /// QUIC flows whose first Initial came without the server name.
+    initials: PendingInitials,
     capacity: u32,
 }
 
@@ -37,7 +44,8 @@ pub struct UdpRead {
     /// Cookies of UDP sockets released before the flows were read: their flows are final.
     pub released: HashSet<u64>,
     pub flows: Vec<(UdpFlowKey, UdpFlow)>,
-    /// What the first datagram of a flow in one direction showed.
+    /// What the first datagram of a flow in one direction showed (and a QUIC flow's next
+    /// Initial).
     pub payloads: Vec<(UdpFlowKey, PayloadFacts)>,
     /// Entries the kernel created so far, and events it could not publish.
     pub inserts: u64,
@@ -96,6 +104,7 @@ pub(super) fn attach(ebpf: &mut Ebpf, capacity: u32) -> Result<UdpCounting> {
     Ok(UdpCounting {
         released: ring(ebpf, names::RELEASED)?,
         payloads: ring(ebpf, names::PAYLOADS)?,
+        initials: PendingInitials::default(),
         links,
         cgroup_root: root,
         capacity,
@@ -138,15 +147,16 @@ impl KernelProgram {
             }
             _ => return Err(anyhow!("{} is not an LRU hash", names::FLOWS)),
         };
+        // Two record kinds, told apart by their length: a whole QUIC Initial, or a prefix.
         while let Some(item) = udp.payloads.next() {
-            if item.len() >= size_of::<UdpPayloadEvent>() {
-                // SAFETY: the kernel wrote a `UdpPayloadEvent` (plain data); read unaligned.
-                let event = unsafe { (item.as_ptr() as *const UdpPayloadEvent).read_unaligned() };
-                let len = (event.len as usize).min(event.data.len());
-                read.payloads
-                    .push((event.key, classify_datagram(&event.data[..len])));
+            if let Some(event) = record::<UdpInitialEvent>(&item) {
+                read.payloads.push((event.key, udp.initials.add(&event)));
+            } else if let Some(event) = record::<UdpPayloadEvent>(&item) {
+                let facts = classify_datagram(valid(&event.data, event.len));
+                read.payloads.push((event.key, facts));
             }
         }
+        udp.initials.tick();
         let stats: Array<&MapData, u64> = Array::try_from(
             self.ebpf
                 .map(names::STATS)

@@ -383,5 +383,9 @@ fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
 }
 
 #[cfg(test)]
+#[path = "quic_testing.rs"]
+pub(crate) mod testing;
+
+#[cfg(test)]
 #[path = "quic_tests.rs"]
 mod tests;

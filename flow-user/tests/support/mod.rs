@@ -11,6 +11,7 @@ mod kernel;
 mod monitor;
 mod net;
 mod process;
+mod quic;
 mod tls;
 mod wait;
 
@@ -25,5 +26,6 @@ pub use net::{
 pub use process::{
     flow, flow_without_privileges, has_nonzero_rate, own_comm, Running, Unprivileged,
 };
+pub use quic::{ensure_aioquic, python, HelloShape, QuicClient, CHROME_SHAPE, QUIC_V1, QUIC_V2};
 pub use tls::TlsServer;
 pub use wait::{retry, wait_for};
