@@ -4,8 +4,8 @@
 //! overhead against iperf3 next to the peers a user would run instead (`overhead`, `peers`),
 //! the BPF cost per event (`bpf`), scale to many connections under `flow history`, `serve` and
 //! `top` (`scale`, `hold`, `verbose` reads `flow -v`), churn (`churn`), start-up and its peak
-//! memory (`startup`); `report` judges the issues' targets, no regression against the last full
-//! report (`baseline`) included, and writes
+//! memory (`startup`), a UDP blast with and without flow (`udp`); `report` judges the issues'
+//! targets, no regression against the last full report (`baseline`) included, and writes
 //! `bench/results/<timestamp>.{md,json}`. Raw outputs go to `bench/results/raw/` (ignored by
 //! git); `--quick` reports go to `bench/results/quick/` (ignored too: CI runs it every time).
 
@@ -26,8 +26,12 @@ mod report;
 mod report_json;
 mod results;
 mod scale;
+mod snmp;
 mod startup;
 mod stats;
+mod udp;
+mod udp_blast;
+mod udp_report;
 mod verbose;
 
 use crate::util::{is_root, output, workspace_root};
@@ -93,6 +97,8 @@ pub enum Section {
     Startup,
     /// The flight recorder (issue 16).
     Record,
+    /// The UDP blast with and without flow, and the UDP programs' cost per event (issue 15).
+    Udp,
 }
 
 /// The numbers a run uses, defaults filled in.
@@ -102,6 +108,8 @@ pub struct Plan {
     pub pairs: u32,
     pub seconds: u32,
     pub sizes: Vec<&'static str>,
+    /// UDP payload bytes per datagram of the UDP blast.
+    pub udp_sizes: Vec<&'static str>,
     pub connections: Vec<u64>,
     pub churn_rate: u64,
     pub churn_seconds: u64,
@@ -120,6 +128,8 @@ impl Plan {
             pairs: args.pairs.unwrap_or(if q { 1 } else { 5 }),
             seconds: args.seconds.unwrap_or(if q { 1 } else { 8 }),
             sizes: if q { vec!["64"] } else { vec!["64", "128K"] },
+            // Small datagrams are the worst case per byte; 1400 B nearly fills an Ethernet frame.
+            udp_sizes: if q { vec!["64"] } else { vec!["64", "1400"] },
             connections: if !args.connections.is_empty() {
                 args.connections.clone()
             } else if q {
@@ -232,6 +242,11 @@ fn measure_all(ctx: &mut Ctx, r: &mut Results) -> Result<()> {
     if ctx.plan.runs(Section::Overhead) {
         measure_overhead(ctx, r)?;
     }
+    if ctx.plan.runs(Section::Udp) {
+        let (rows, costs) = udp::measure(ctx, &flow_monitors(&ctx.flow));
+        r.udp = rows;
+        r.udp_costs = costs;
+    }
     // The start-up peak, and what scale's memory per connection is counted above.
     if ctx.plan.runs(Section::Startup) || ctx.plan.runs(Section::Scale) {
         println!("bench: idle start (flow serve, nothing to watch)");
@@ -287,16 +302,7 @@ fn measure_overhead(ctx: &mut Ctx, r: &mut Results) -> Result<()> {
         r.versions
             .push((peer.label().into(), peer.version().unwrap_or_default()));
     }
-    let mut monitors = vec![Monitor::Flow {
-        label: "flow".into(),
-        global: Vec::new(),
-    }];
-    if ctx.flow.has_no_payload {
-        monitors.push(Monitor::Flow {
-            label: "flow --no-payload".into(),
-            global: vec!["--no-payload".into()],
-        });
-    }
+    let mut monitors = flow_monitors(&ctx.flow);
     let mut stats_for = monitors.clone();
     monitors.extend(peers.iter().map(|p| Monitor::Peer(*p)));
     if peers.contains(&peers::Peer::Bpftrace) {
@@ -308,6 +314,21 @@ fn measure_overhead(ctx: &mut Ctx, r: &mut Results) -> Result<()> {
     r.overhead = rows;
     r.costs = costs;
     Ok(())
+}
+
+/// flow as it runs by default (payload capture on), and with `--no-payload` when it has it.
+fn flow_monitors(flow: &flow::Flow) -> Vec<Monitor> {
+    let mut monitors = vec![Monitor::Flow {
+        label: "flow".into(),
+        global: Vec::new(),
+    }];
+    if flow.has_no_payload {
+        monitors.push(Monitor::Flow {
+            label: "flow --no-payload".into(),
+            global: vec!["--no-payload".into()],
+        });
+    }
+    monitors
 }
 
 /// What went wrong in flow's own runs (a peer failing is only a note in the report).
@@ -325,6 +346,14 @@ fn errors(r: &Results) -> Vec<String> {
             ))
         })
         .collect();
+    errors.extend(r.udp.iter().filter_map(|u| {
+        Some(format!(
+            "udp {} -l {}: {}",
+            u.tool,
+            u.size,
+            u.error.as_ref()?
+        ))
+    }));
     errors.extend(
         r.scale
             .iter()
@@ -375,12 +404,14 @@ mod tests {
         let quick = Plan::from(&BenchArgs::quick());
         assert_eq!((quick.pairs, quick.seconds), (1, 1));
         assert_eq!(quick.sizes, vec!["64"]);
+        assert_eq!(quick.udp_sizes, vec!["64"]);
         assert_eq!(quick.connections, vec![500]);
         assert_eq!((quick.churn_rate, quick.churn_seconds), (200, 2));
         assert_eq!((quick.churn_runs, quick.churn_after), (1, 0));
         let full = Plan::from(&BenchArgs::default());
         assert!(full.pairs >= 3);
         assert_eq!(full.sizes, vec!["64", "128K"]);
+        assert_eq!(full.udp_sizes, vec!["64", "1400"]);
         assert_eq!(full.connections, vec![10_000, 100_000]);
         assert_eq!((full.churn_rate, full.churn_seconds), (5000, 60));
         assert_eq!((full.churn_runs, full.churn_after), (5, 60));

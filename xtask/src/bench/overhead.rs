@@ -43,12 +43,12 @@ enum Active {
     Peer(Spawned, Peer),
 }
 
-/// One monitored iperf3 run.
-struct Monitored {
-    bps: f64,
-    cores: f64,
-    programs: Vec<bpf::ProgStats>,
-    warnings: Vec<String>,
+/// One monitored run of a load (an iperf3 client, the UDP blast).
+pub struct Monitored<T> {
+    pub load: T,
+    pub cores: f64,
+    pub programs: Vec<bpf::ProgStats>,
+    pub warnings: Vec<String>,
 }
 
 /// Measures every monitor at every size; returns one row per (monitor, size) and the costs.
@@ -85,12 +85,16 @@ pub fn measure(
                     ctx.plan.pairs
                 );
                 let baseline = server.client(seconds, size, &ctx.raw(&format!("{tag}-base.json")));
+                let raw = ctx.raw(&format!("{tag}-mon.json"));
                 let monitored = baseline.and_then(|b| {
-                    run_monitored(ctx, server, monitor, size, false, &tag).map(|m| (b, m))
+                    run_monitored(ctx, monitor, false, &tag, || {
+                        server.client(seconds, size, &raw)
+                    })
+                    .map(|m| (b, m))
                 });
                 match monitored {
                     Ok((base, m)) => {
-                        row.ratios.push(m.bps / base);
+                        row.ratios.push(m.load / base);
                         row.cores.push(m.cores);
                         row.baseline_gbps.push(base / 1e9);
                         row.warnings.extend(m.warnings);
@@ -105,8 +109,11 @@ pub fn measure(
         for monitor in stats_for {
             println!("bench: bpf_stats {} -l {size}", monitor.label());
             let tag = format!("{}-l{size}-stats", slug(&monitor.label()));
+            let raw = ctx.raw(&format!("{tag}-mon.json"));
             let measured = StatsGuard::enable().and_then(|_guard| {
-                run_monitored(ctx, server, monitor, size, true, &tag)
+                run_monitored(ctx, monitor, true, &tag, || {
+                    server.client(seconds, size, &raw)
+                })
                 // _guard drops here: the sysctl is back before anything else runs.
             });
             match measured {
@@ -131,14 +138,15 @@ pub fn measure(
     (rows, costs)
 }
 
-fn run_monitored(
+/// Starts `monitor`, runs `load` under it (about `ctx.plan.seconds` long), and stops it; with
+/// `stats`, reads its programs' counters while it still holds them.
+pub fn run_monitored<T>(
     ctx: &mut Ctx,
-    server: &Server,
     monitor: &Monitor,
-    size: &str,
     stats: bool,
     tag: &str,
-) -> Result<Monitored> {
+    load: impl FnOnce() -> Result<T>,
+) -> Result<Monitored<T>> {
     let seconds = ctx.plan.seconds;
     let log = ctx.raw(&format!("{tag}.log"));
     let mut active = match monitor {
@@ -160,7 +168,7 @@ fn run_monitored(
     // Let the monitor take its first sample before the traffic starts.
     thread::sleep(Duration::from_millis(300));
     let clock = CpuClock::start(&[pid], children);
-    let bps = server.client(seconds, size, &ctx.raw(&format!("{tag}-mon.json")));
+    let load = load();
     let cores = clock.cores();
     let programs = if stats {
         bpf::programs_of(pid)
@@ -179,7 +187,7 @@ fn run_monitored(
         }
     };
     Ok(Monitored {
-        bps: bps?,
+        load: load?,
         cores,
         programs: programs?,
         warnings,
@@ -187,7 +195,7 @@ fn run_monitored(
 }
 
 /// A file-name-safe form of a label.
-fn slug(label: &str) -> String {
+pub fn slug(label: &str) -> String {
     label
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })

@@ -14,6 +14,8 @@ pub enum Verdict {
     Met,
     NotMet,
     NotMeasured,
+    /// Measured, with no target to judge it against.
+    Reported,
 }
 
 impl Verdict {
@@ -22,10 +24,11 @@ impl Verdict {
             Verdict::Met => "met",
             Verdict::NotMet => "not met",
             Verdict::NotMeasured => "not measured",
+            Verdict::Reported => "reported",
         }
     }
 
-    fn of(ok: bool) -> Verdict {
+    pub fn of(ok: bool) -> Verdict {
         if ok {
             Verdict::Met
         } else {
@@ -67,7 +70,7 @@ pub fn flow_row<'a>(r: &'a Results, size: &str) -> Option<&'a Overhead> {
 }
 
 /// Every target, judged on what was measured: issue 12's first, then those of issue 7 that
-/// issue 12 did not make stricter.
+/// issue 12 did not make stricter, then issue 15's UDP lines.
 pub fn targets(r: &Results) -> Vec<Target> {
     let mut t = super::issue12::targets(r);
     t.extend(super::record::targets(r));
@@ -177,6 +180,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
         Some(_) => not_measured(what, goal, "flow -v logged too few polls in some runs"),
         None => not_measured(what, goal, "no churn run with two polls logged"),
     });
+    t.extend(super::udp_report::targets(r));
     t
 }
 
@@ -262,6 +266,7 @@ pub fn markdown(r: &Results) -> String {
             let _ = writeln!(md, "- {}", cost_line(c));
         }
     }
+    md.push_str(&super::udp_report::markdown(r));
     if !r.scale.is_empty() {
         md.push_str(&scale_section(r));
     }
@@ -286,6 +291,7 @@ fn role_name(role: Role) -> &'static str {
         Role::Count => "count",
         Role::Lifecycle => "lifecycle",
         Role::ReadOut => "read-out",
+        Role::Packet => "per packet",
     }
 }
 
@@ -524,6 +530,8 @@ mod tests {
             versions: vec![("iperf3".into(), "iperf 3.12".into())],
             rung: Some("tracepoint".into()),
             record: None,
+            udp: Vec::new(),
+            udp_costs: Vec::new(),
             overhead: vec![
                 Overhead {
                     tool: "flow".into(),
@@ -670,8 +678,8 @@ mod tests {
         let v = crate::bench::json::parse(&text).unwrap();
         assert_eq!(v.get("rung").and_then(Value::as_str), Some("tracepoint"));
         let targets = crate::bench::json::elements(v.get("targets").unwrap());
-        // Issue 12 and 7 (13), issue 16's recorder (3).
-        assert_eq!(targets.len(), 16);
+        // Issue 12 and 7 (13), issue 16's recorder (3), issue 15's UDP lines (4).
+        assert_eq!(targets.len(), 20);
         assert_eq!(
             targets[3].get("verdict").and_then(Value::as_str),
             Some("met")

@@ -12,6 +12,7 @@ use super::{
 pub fn json(r: &Results) -> Value {
     let list = |items: Vec<Value>| Value::Array(items);
     let strings = |v: &[String]| list(v.iter().map(|s| s.as_str().into()).collect());
+    let (udp_rows, udp_costs) = super::udp_report::json(r);
     obj([
         ("timestamp", r.timestamp.as_str().into()),
         ("mode", (if r.quick { "quick" } else { "full" }).into()),
@@ -84,6 +85,8 @@ pub fn json(r: &Results) -> Value {
                     .collect(),
             ),
         ),
+        ("udp", udp_rows),
+        ("udp_costs", udp_costs),
         (
             "scale",
             list(

@@ -20,6 +20,9 @@ pub struct Results {
     pub idle: Option<Idle>,
     /// The flight recorder's cost, growth and query time (issue 16).
     pub record: Option<super::record::Record>,
+    /// The UDP blast with and without flow, and its cost per event (issue 15).
+    pub udp: Vec<UdpOverhead>,
+    pub udp_costs: Vec<UdpCost>,
     /// The newest earlier full reports' figures, for the no-regression lines.
     pub before: super::baseline::Baseline,
     /// Installs, skipped peers, missing metrics, deviations: one sentence each.
@@ -62,7 +65,12 @@ pub enum Role {
     Lifecycle,
     /// Once per socket per poll (the socket iterator).
     ReadOut,
+    /// Once per packet of any transport, TCP included (the UDP cgroup_skb programs).
+    Packet,
 }
+
+/// flow's cgroup_skb programs: on the cgroup v2 root they see every packet, and count UDP ones.
+pub const UDP_PACKET_PROGRAMS: [&str; 2] = ["flow_udp_egress", "flow_udp_ingress"];
 
 pub fn role(tool: &str, program: &str) -> Role {
     if !tool.starts_with("flow") {
@@ -71,6 +79,8 @@ pub fn role(tool: &str, program: &str) -> Role {
     }
     if program.starts_with("flow_tx") || program.starts_with("flow_rx") {
         Role::Count
+    } else if UDP_PACKET_PROGRAMS.contains(&program) {
+        Role::Packet
     } else if program == "flow_socket_iter" {
         Role::ReadOut
     } else {
@@ -108,6 +118,74 @@ impl Cost {
     pub fn kernel_cores(&self) -> f64 {
         let (time, _) = self.sums(|_| true);
         time as f64 / 1e9 / self.seconds.max(1e-9)
+    }
+}
+
+/// One flow configuration at one datagram size, over alternating pairs of the UDP blast.
+#[derive(Debug, Default, Clone)]
+pub struct UdpOverhead {
+    pub tool: String,
+    /// Payload bytes per datagram: `64` or `1400`.
+    pub size: String,
+    /// Datagrams delivered per second with flow / the adjacent baseline, one per pair.
+    pub ratios: Vec<f64>,
+    /// The same for datagrams sent (the sender's CPU runs both programs on loopback).
+    pub sent_ratios: Vec<f64>,
+    /// The same for datagrams sent per second of the sender thread's CPU time: what other
+    /// load on the machine barely moves.
+    pub cpu_ratios: Vec<f64>,
+    /// Baseline datagrams delivered per second.
+    pub baseline_rate: Vec<f64>,
+    /// Share of sent datagrams the receiver never read: baselines, and runs with flow.
+    pub baseline_loss: Vec<f64>,
+    pub loss: Vec<f64>,
+    /// flow's own CPU seconds per second, one per pair.
+    pub cores: Vec<f64>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// `kernel.bpf_stats_enabled` counters of flow's programs over one UDP blast.
+#[derive(Debug, Clone)]
+pub struct UdpCost {
+    pub tool: String,
+    pub size: String,
+    pub blast: super::udp_blast::Blast,
+    pub programs: Vec<ProgStats>,
+    /// What the namespace's packet counters moved over flow's run, when readable.
+    pub packets: Option<super::snmp::Packets>,
+}
+
+impl UdpCost {
+    fn program(&self, name: &str) -> Option<&ProgStats> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+
+    /// Runs of the egress and ingress programs (every packet, not only the blast's).
+    pub fn runs(&self) -> u64 {
+        UDP_PACKET_PROGRAMS
+            .iter()
+            .filter_map(|n| self.program(n))
+            .map(|p| p.run_cnt)
+            .sum()
+    }
+
+    /// ns per run of the egress and ingress programs together: per datagram and end.
+    pub fn ns_per_event(&self) -> Option<f64> {
+        let progs = || UDP_PACKET_PROGRAMS.iter().filter_map(|n| self.program(n));
+        let time: u64 = progs().map(|p| p.run_time_ns).sum();
+        let runs = self.runs();
+        (runs > 0).then(|| time as f64 / runs as f64)
+    }
+
+    /// ns per run of one program.
+    pub fn ns_of(&self, name: &str) -> Option<f64> {
+        self.program(name)?.ns_per_event()
+    }
+
+    /// What one datagram over loopback costs: one egress run and one ingress run.
+    pub fn ns_per_datagram(&self) -> Option<f64> {
+        Some(self.ns_of(UDP_PACKET_PROGRAMS[0])? + self.ns_of(UDP_PACKET_PROGRAMS[1])?)
     }
 }
 
