@@ -98,6 +98,9 @@ pub mod entry_flags {
     /// Sequence counting: the socket began sending its FIN, whose sequence number is
     /// `fin_seq`.
     pub const FIN_SENT: u32 = 2;
+    /// The counters were published when the application released the socket (and the event
+    /// fit in the ring): the later publish points send theirs only if the counters moved since.
+    pub const RELEASE_PUBLISHED: u32 = 4;
 }
 
 /// Values of the [`globals::COUNTING`] global: where the typed rungs take `tx_bytes`/`rx_bytes`
@@ -346,8 +349,10 @@ pub mod globals {
 
 /// Default capacity of the socket map; the loader may change it.
 pub const DEFAULT_MAP_ENTRIES: u32 = 65_536;
-/// Ring buffer for close events: 1 MiB holds about 8,000 events between two drains.
-pub const CLOSED_RING_BYTES: u32 = 1 << 20;
+/// Ring buffer for close events: 4 MiB holds about 21,000 events (192 bytes each with the
+/// ring's header), two seconds of 5,000 connections/s closing both ends while the reader is
+/// starved; kernel memory, not flow's RSS.
+pub const CLOSED_RING_BYTES: u32 = 4 << 20;
 /// Ring buffer for payload prefixes: 1 MiB holds about 1,900 events between two drains (or 500
 /// ClientHellos).
 pub const PAYLOAD_RING_BYTES: u32 = 1 << 20;

@@ -109,16 +109,18 @@ pub fn close(sk: SockKey) {
     }
     // SAFETY: non-null storage of this socket: brought up to date, then copied before it is
     // deleted.
-    let last = unsafe {
-        sequence::refresh(sk, &mut *counters, Stamp::Now);
-        *counters
+    let (last, moved) = unsafe {
+        let moved = sequence::refresh(sk, &mut *counters, Stamp::Now);
+        (*counters, moved)
     };
     // SAFETY: as in `entry`.
     if unsafe { bpf_sk_storage_delete(store(), sk as *mut c_void) } != 0 {
         // The storage goes with the socket anyway; the counters must not.
         bump(stat::DELETE_FAILURES);
     }
-    publish_closed(sk, &last);
+    if unpublished(&last, moved) {
+        publish_closed(sk, &last);
+    }
 }
 
 /// The application released the socket (`cgroup/sock_release`, before `tcp_close`): what it
@@ -136,7 +138,18 @@ pub fn released(ctx: *mut c_void) {
     // SAFETY: non-null storage of this socket, valid for this program run.
     let counters = unsafe { &mut *counters };
     sequence::refresh(sk, counters, Stamp::Now);
-    publish_released(sk, counters);
+    if publish_released(sk, counters) {
+        // A plain store: a state change racing on another CPU can lose this bit, and then
+        // the later points publish again, which userspace folds (largest per cookie).
+        counters.flags |= entry_flags::RELEASE_PUBLISHED;
+    }
+}
+
+/// Whether a later publish point has news: nothing was published at release, or the
+/// counters moved since (they should not: a released socket reads and writes no more).
+#[inline(always)]
+fn unpublished(counters: &SockCounters, moved: bool) -> bool {
+    moved || counters.flags & entry_flags::RELEASE_PUBLISHED == 0
 }
 
 /// `TCP_CLOSE` in `enum tcp_state`.
@@ -185,9 +198,10 @@ pub fn state_changed(sk: SockKey, old_state: i32, new_state: i32) {
     if new_state == TCP_CLOSE {
         // The old state is still the socket's own here (the tracepoint precedes the store).
         sequence::note_fin(sk, counters, old_state as u32);
-        sequence::refresh(sk, counters, Stamp::Now);
-        // Only this program writes `flags`: a plain store is enough.
+        let moved = sequence::refresh(sk, counters, Stamp::Now);
         counters.flags |= entry_flags::CLOSE_PUBLISHED;
-        publish_state_closed(sk, counters);
+        if unpublished(counters, moved) {
+            publish_state_closed(sk, counters);
+        }
     }
 }

@@ -33,9 +33,9 @@ pub fn publish_state_closed(sk: SockKey, counters: &SockCounters) {
 /// writes) while its entry stays; like the first close event, a drop is no loss while the
 /// final one goes through.
 #[inline(always)]
-pub fn publish_released(sk: SockKey, counters: &SockCounters) {
+pub fn publish_released(sk: SockKey, counters: &SockCounters) -> bool {
     bump(stat::RELEASE_CLOSES);
-    send_closed(sk, counters);
+    send_closed(sk, counters)
 }
 
 #[inline(always)]

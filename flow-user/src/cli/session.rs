@@ -97,12 +97,12 @@ pub(super) fn report_losses(monitor: &Monitor) {
         eprintln!("flow: warning: {}", losses.join("; "));
     }
     // Reported under its true name, but not a loss by itself: each socket's final counters are
-    // published by two hooks, and only a socket both skip loses its last bytes.
+    // published at release (a hook the kernel never skips), at TCP_CLOSE and at destroy.
     let missed = monitor.health().missed_runs;
     if missed > 0 {
         eprintln!(
-            "flow: note: {missed} kernel hook runs skipped (nested on a CPU); a socket's last \
-             bytes are lost only if both of its close hooks were skipped"
+            "flow: note: {missed} kernel hook runs skipped (nested on a CPU); a close is lost \
+             only if it was missed at release, at TCP_CLOSE and at destroy alike"
         );
     }
 }

@@ -1,8 +1,10 @@
 //! Churn: short connections at a target rate (connect, send a known number of bytes, close),
 //! while `flow bandwidth --json --port P -v` watches; flow's totals for the port must equal the
 //! bytes moved, with nothing lost, and the sockets it keeps must shrink back afterwards. Also
-//! flow's CPU and peak RSS during the churn, and (full mode) its RSS a minute after the churn
-//! against its RSS just before. Repeated `--churn-runs` times.
+//! the CPU and peak RSS during the churn, and (full mode) the RSS a minute after the churn
+//! against the RSS just before, of that `bandwidth` (which holds every closed connection of its
+//! window) and of a `flow serve` beside it (what people leave running: the targets' figures).
+//! Repeated `--churn-runs` times.
 //!
 //! The server closes first (after reading every byte), so TIME_WAIT stays on the server's
 //! side and the clients' ephemeral ports free at once; the listeners sit on several
@@ -262,6 +264,22 @@ fn run(ctx: &mut Ctx, churn: &mut Churn, index: u32) -> Result<()> {
         Some(&log),
     )?;
     let pid = running.proc.pid();
+    // What people leave running, beside it: its CPU and memory are the run's resident figures.
+    let serve_args = [
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{}", super::scale::free_port()?),
+        "--interval",
+        "1s",
+    ]
+    .map(String::from);
+    let serve = ctx.flow.start(
+        &[],
+        &serve_args,
+        None,
+        Some(&ctx.raw(&format!("churn-{index}-serve.log"))),
+    )?;
+    let serve_pid = serve.proc.pid();
     // flow takes its first sample right after attaching; start after it.
     thread::sleep(Duration::from_millis(500));
     println!(
@@ -280,7 +298,9 @@ fn run(ctx: &mut Ctx, churn: &mut Churn, index: u32) -> Result<()> {
         limit: Duration::from_secs(churn.seconds),
     };
     churn.rss_before_kib = status_kib(pid, "VmRSS");
+    churn.serve.rss_before_kib = status_kib(serve_pid, "VmRSS");
     let cpu_before = cpu_seconds(pid, false);
+    let serve_cpu_before = cpu_seconds(serve_pid, false);
     let started = Instant::now();
     let totals = generate(&plan, &server.addrs);
     let elapsed = started.elapsed().as_secs_f64();
@@ -288,17 +308,26 @@ fn run(ctx: &mut Ctx, churn: &mut Churn, index: u32) -> Result<()> {
     if let (Some(a), Some(b)) = (cpu_before, cpu_seconds(pid, false)) {
         churn.cores = Some((b - a) / elapsed.max(1e-9));
     }
+    if let (Some(a), Some(b)) = (serve_cpu_before, cpu_seconds(serve_pid, false)) {
+        churn.serve.cores = Some((b - a) / elapsed.max(1e-9));
+    }
     churn.peak_rss_kib = status_kib(pid, "VmHWM");
+    churn.serve.peak_rss_kib = status_kib(serve_pid, "VmHWM");
     if !after.is_zero() {
         thread::sleep(after.saturating_sub(ended.elapsed()));
         churn.after_s = ended.elapsed().as_secs_f64();
         churn.rss_after_kib = status_kib(pid, "VmRSS");
+        churn.serve.rss_after_kib = status_kib(serve_pid, "VmRSS");
         if churn.rss_after_kib.is_none() {
             ctx.notes.push(format!(
                 "churn run {}: flow had exited before its memory was read a minute after the churn",
                 index + 1
             ));
         }
+    }
+    if let Err(err) = serve.interrupt(Duration::from_secs(10)) {
+        ctx.notes
+            .push(format!("churn run {}: flow serve: {err:#}", index + 1));
     }
     let finished = running.finish(Duration::from_secs(churn.seconds + after.as_secs() + 120));
     let (_, moved) = server.stop();

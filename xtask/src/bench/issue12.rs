@@ -237,17 +237,24 @@ fn churn_line(r: &Results) -> Target {
             .filter_map(|c| key(c))
             .max_by(f64::total_cmp)
     };
-    match worst(&|c| c.cores) {
-        Some(c) => parts.judge(format!("CPU {:.2} % (worst run)", c * 100.0), c <= 0.05),
+    // Judged on the `flow serve` beside each run: what people leave running.
+    match worst(&|c| c.serve.cores) {
+        Some(c) => parts.judge(
+            format!("flow serve CPU {:.2} % (worst run)", c * 100.0),
+            c <= 0.05,
+        ),
         None => parts.missing("CPU not measured".into()),
     }
-    match worst(&|c| c.peak_rss_kib.map(mib)) {
+    match worst(&|c| c.serve.peak_rss_kib.map(mib)) {
         Some(m) => parts.judge(format!("peak RSS {m:.1} MiB"), m <= 60.0),
         None => parts.missing("peak RSS not measured".into()),
     }
     let after = measured
         .iter()
-        .filter_map(|c| Some((c, mib(c.rss_after_kib?) - mib(c.rss_before_kib?))))
+        .filter_map(|c| {
+            let s = &c.serve;
+            Some((c, mib(s.rss_after_kib?) - mib(s.rss_before_kib?)))
+        })
         .max_by(|a, b| a.1.total_cmp(&b.1));
     match after {
         Some((c, grew)) => parts.judge(

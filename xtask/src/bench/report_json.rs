@@ -163,6 +163,10 @@ pub fn json(r: &Results) -> Value {
                             ("rss_before_kib", c.rss_before_kib.into()),
                             ("rss_after_kib", c.rss_after_kib.into()),
                             ("rss_after_s", c.after_s.into()),
+                            ("serve_cores", c.serve.cores.into()),
+                            ("serve_peak_rss_kib", c.serve.peak_rss_kib.into()),
+                            ("serve_rss_before_kib", c.serve.rss_before_kib.into()),
+                            ("serve_rss_after_kib", c.serve.rss_after_kib.into()),
                             ("error", c.error.clone().into()),
                         ])
                     })

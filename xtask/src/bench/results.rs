@@ -309,7 +309,22 @@ pub struct Churn {
     pub rss_after_kib: Option<u64>,
     /// Seconds between the end of the churn and `rss_after_kib`.
     pub after_s: f64,
+    /// The same figures for a `flow serve` running beside it (what people leave running; it
+    /// keeps no window of closed connections as `bandwidth` does).
+    pub serve: Resident,
     pub error: Option<String>,
+}
+
+/// CPU and memory of a long-running flow over a churn run.
+#[derive(Debug, Default, Clone)]
+pub struct Resident {
+    /// CPU seconds per second while the connections churned.
+    pub cores: Option<f64>,
+    /// VmHWM at the end of the churn (since its start).
+    pub peak_rss_kib: Option<u64>,
+    /// VmRSS just before the churn and a minute after it ended (full mode).
+    pub rss_before_kib: Option<u64>,
+    pub rss_after_kib: Option<u64>,
 }
 
 impl Churn {
