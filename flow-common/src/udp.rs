@@ -29,7 +29,8 @@ pub struct UdpFlow {
     pub rx_packets: u64,
     /// `bpf_ktime_get_ns` of the entry's creation: with the key, the flow's identity.
     pub first_ns: u64,
-    /// `tgid << 32 | tid` of the task that last sent on it (0 before its first send).
+    /// `tgid << 32 | tid` of the task that last sent on it (0 before its first send, and
+    /// always where the kernel refuses `bpf_get_current_pid_tgid` in `cgroup_skb`).
     pub pid_tgid: u64,
     /// The socket's end of the flow (as the key's remote).
     pub local_addr: [u8; 16],
@@ -101,6 +102,8 @@ pub mod names {
     /// Array of `u64` counters, indexed by [`super::udp_stat`].
     pub const STATS: &str = "FLOW_UDP_STATS";
     pub const EGRESS: &str = "flow_udp_egress";
+    /// `EGRESS` without the sender's pid, where the kernel refuses that helper there.
+    pub const EGRESS_NOPID: &str = "flow_udp_egress_nopid";
     pub const INGRESS: &str = "flow_udp_ingress";
     pub const RELEASE: &str = "flow_udp_release";
 }

@@ -43,13 +43,22 @@ const UDP_HEADER: u32 = 8;
 
 #[cgroup_skb]
 pub fn flow_udp_egress(ctx: SkBuffContext) -> i32 {
-    count(&ctx, DIRECTION_TX);
+    count(&ctx, DIRECTION_TX, true);
+    1
+}
+
+/// `flow_udp_egress` without the sender's pid, for kernels whose `cgroup_skb` programs may not
+/// call `bpf_get_current_pid_tgid` (Debian 12's 6.1 refuses it; 6.12 allows it): the loader
+/// falls back to it, so UDP is counted there all the same.
+#[cgroup_skb]
+pub fn flow_udp_egress_nopid(ctx: SkBuffContext) -> i32 {
+    count(&ctx, DIRECTION_TX, false);
     1
 }
 
 #[cgroup_skb]
 pub fn flow_udp_ingress(ctx: SkBuffContext) -> i32 {
-    count(&ctx, DIRECTION_RX);
+    count(&ctx, DIRECTION_RX, false);
     1
 }
 
@@ -81,8 +90,10 @@ struct Parsed {
     headers: u32,
 }
 
+/// `sender`: record the current task as the flow's sender (a constant after inlining, so the
+/// helper call is not in the programs that pass false).
 #[inline(always)]
-fn count(ctx: &SkBuffContext, direction: u32) {
+fn count(ctx: &SkBuffContext, direction: u32, sender: bool) {
     let Some(parsed) = parse(ctx, direction) else {
         return;
     };
@@ -122,7 +133,9 @@ fn count(ctx: &SkBuffContext, direction: u32) {
     if direction == DIRECTION_TX {
         atomic_add(&mut entry.tx_bytes, bytes);
         atomic_add(&mut entry.tx_packets, datagrams);
-        entry.pid_tgid = bpf_get_current_pid_tgid();
+        if sender {
+            entry.pid_tgid = bpf_get_current_pid_tgid();
+        }
     } else {
         atomic_add(&mut entry.rx_bytes, bytes);
         atomic_add(&mut entry.rx_packets, datagrams);

@@ -261,13 +261,18 @@ pub struct ConnectionBandwidth {
 }
 
 /// Socket statistics (the seed's `SocketStats`): queues and inode from `/proc/net/tcp{,6}`,
-/// byte and segment counters from the kernel program or sock_diag `tcp_info`.
+/// byte and segment counters from the kernel program or sock_diag `tcp_info`. UDP sockets (one
+/// row per socket, `connection.transport` `udp`): queues and inode from `/proc/net/udp{,6}`,
+/// counters (payload bytes and datagrams) the sum of the socket's flows in eBPF mode, 0 in
+/// procfs mode (which counts no UDP).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SocketStats {
     pub connection: NetConnection,
-    /// Bytes received but not yet read by the application.
+    /// Bytes received but not yet read by the application. UDP: the memory the unread
+    /// datagrams take (each its whole buffer, not only its payload), as `ss -u`'s Recv-Q.
     pub rx_queue: u64,
-    /// Bytes sent but not yet acknowledged by the peer.
+    /// Bytes sent but not yet acknowledged by the peer. UDP: the memory of datagrams not yet
+    /// sent.
     pub tx_queue: u64,
     pub inode: u64,
     /// eBPF mode: bytes the application read (since the monitor started); procfs mode: bytes

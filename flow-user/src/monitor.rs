@@ -12,9 +12,9 @@ use crate::{
     id::ConnectionId,
     model::{
         ConnectionBandwidth, ConnectionHistory, ConnectionStateSnapshot, HttpConnection,
-        NetConnection, SocketStats,
+        NetConnection, SocketStats, Transport,
     },
-    observe::{EbpfObserver, Health, Mode, Observation, Observer, ProcfsObserver},
+    observe::{EbpfObserver, Health, Mode, Observation, ObservedSocket, Observer, ProcfsObserver},
     tracker::{HistoryLimits, Tracker},
 };
 
@@ -164,14 +164,25 @@ impl Monitor {
         if !answers.is_empty() {
             self.names.learn(&answers, now);
         }
+        self.name_sockets(
+            observation
+                .sockets
+                .iter_mut()
+                .chain(&mut observation.closed),
+            now,
+        );
+    }
+
+    /// Gives each socket the name its remote address was last resolved from.
+    fn name_sockets<'a>(
+        &self,
+        sockets: impl IntoIterator<Item = &'a mut ObservedSocket>,
+        now: Instant,
+    ) {
         if self.names.is_empty() {
             return;
         }
-        for socket in observation
-            .sockets
-            .iter_mut()
-            .chain(&mut observation.closed)
-        {
+        for socket in sockets {
             let name = self.names.name_of(socket.connection.remote.ip(), now);
             if socket.connection.remote_name != name {
                 socket.connection.remote_name = name;
@@ -317,14 +328,22 @@ impl Monitor {
         self.observer.resync();
     }
 
-    /// Socket statistics of every connection, or of the one socket with this inode (the seed's
-    /// `readSocketStatsLinux`; `None` or `Some(0)` mean all).
+    /// Socket statistics of every TCP connection and every UDP socket, or of the one socket with
+    /// this inode (the seed's `readSocketStatsLinux`; `None` or `Some(0)` mean all). UDP is
+    /// listed per socket (`/proc/net/udp{,6}`), not per flow: an unconnected socket is one row,
+    /// its counters those of all its flows where the mode counts UDP (eBPF).
     pub fn read_socket_stats(&mut self, inode: Option<u64>) -> Result<Vec<SocketStats>> {
         let observation = self.observe_all()?;
+        let mut udp = self.observer.udp_sockets()?;
+        self.health.malformed_lines += udp.malformed_lines;
+        self.name_sockets(&mut udp.sockets, Instant::now());
         let wanted = inode.filter(|i| *i != 0);
         Ok(observation
             .sockets
             .into_iter()
+            // The observation's UDP rows are flows; the sockets come from the UDP tables.
+            .filter(|s| s.connection.transport == Transport::Tcp)
+            .chain(udp.sockets)
             .filter(|s| wanted.is_none_or(|i| s.connection.inode == i))
             .map(|s| SocketStats {
                 rx_queue: s.rx_queue,

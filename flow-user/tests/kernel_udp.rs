@@ -1,16 +1,16 @@
 //! UDP flows counted by the `cgroup_skb` programs: exact payload bytes and datagrams per remote
 //! endpoint on both ends (a connected client, an unconnected server), IPv4 and IPv6, for live
-//! sockets and for a socket that opens, exchanges and closes between two polls; DNS (dnsmasq and
-//! `dig` over UDP) named by payload, its answer naming a later TCP connection's remote; a QUIC v1
-//! Initial on a non-443 port named QUIC.
+//! sockets and for a socket that opens, exchanges and closes between two polls; a QUIC v1
+//! Initial on a non-443 port named QUIC; the flow map bounded, its evictions counted.
+//!
+//! Plain sockets only: `cargo xtask vm-test` runs this on every rung of its kernels (UDP is
+//! counted the same whatever the rung). DNS over UDP, which needs dnsmasq, dig and the `flow`
+//! binary, is in `kernel_udp_dns` (host only).
 
 mod support;
 
 use std::{
-    io::{Read, Write},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    process::Command,
-    thread,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     time::Duration,
 };
 
@@ -18,8 +18,7 @@ use flow_user::{
     ebpf::LoadOptions, model::Transport, ConnectionBandwidth, ModeChoice, Monitor, MonitorOptions,
     Protocol,
 };
-use serde_json::Value;
-use support::{flow, free_port, may_load, open, privileged, tool, wait_for, Dnsmasq, Running};
+use support::{free_port, may_load, open};
 
 /// The one UDP row of this flow (there must be exactly one).
 fn flow_row(
@@ -107,6 +106,8 @@ fn exact_per_remote(loopback: IpAddr) {
         "{}",
         monitor.describe()
     );
+    // Where the kernel refuses the sender's pid to cgroup_skb (6.1), the mode line says so.
+    let sender = (!monitor.describe().contains("senders unknown")).then(std::process::id);
     let server = UdpSocket::bind((loopback, 0)).unwrap();
     server
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -137,7 +138,10 @@ fn exact_per_remote(loopback: IpAddr) {
         let row = flow_row(&rows, me, at);
         assert_moved(row, tx, rx, "client end");
         assert!(row.connection.active);
-        assert_moved(flow_row(&rows, at, me), rx, tx, "server end, per remote");
+        assert_eq!(row.connection.pid, sender, "{row:#?}");
+        let server_end = flow_row(&rows, at, me);
+        assert_moved(server_end, rx, tx, "server end, per remote");
+        assert_eq!(server_end.connection.pid, sender, "{server_end:#?}");
     }
 
     // Opens, exchanges and closes between two polls.
@@ -217,73 +221,6 @@ fn quic_initial_on_another_port_is_quic() {
         assert_eq!(row.connection.protocol, Protocol::Quic, "{row:#?}");
         assert_eq!(row.tx_bytes + row.rx_bytes, initial.len() as u64);
     }
-}
-
-#[test]
-fn dns_over_udp_is_dns_and_names_the_remote() {
-    const TEST: &str = "dns_over_udp_is_dns_and_names_the_remote";
-    if !privileged(TEST) {
-        return;
-    }
-    let (Some(dnsmasq), Some(dig)) = (tool("dnsmasq", TEST), tool("dig", TEST)) else {
-        return;
-    };
-    let dns = Dnsmasq::start(dnsmasq, "flowtest.test", "127.0.0.7");
-    let dns_port = dns.port;
-    let listener = TcpListener::bind("127.0.0.7:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-
-    let mut running = Running::spawn(flow().args(["bandwidth", "--json", "--window", "3s"]));
-    thread::sleep(Duration::from_millis(800));
-    let answer = Command::new(dig)
-        .args([
-            "+short",
-            "-p",
-            &dns_port.to_string(),
-            "@127.0.0.1",
-            "flowtest.test",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&answer.stdout).trim(), "127.0.0.7");
-    thread::sleep(Duration::from_millis(300));
-    let mut client = TcpStream::connect(("127.0.0.7", port)).unwrap();
-    let (mut server, _) = listener.accept().unwrap();
-    client.write_all(&[7u8; 1_234]).unwrap();
-    let mut got = vec![0u8; 1_234];
-    server.read_exact(&mut got).unwrap();
-
-    let done = wait_for(Duration::from_secs(30), || {
-        running.child.try_wait().ok().flatten()
-    });
-    assert!(done.is_some_and(|s| s.success()), "{}", running.stderr());
-    let rows: Vec<Value> = serde_json::from_str::<Value>(&running.stdout())
-        .expect("flow printed JSON")
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let dns_remote = format!("127.0.0.1:{dns_port}");
-    let query = rows
-        .iter()
-        .find(|r| {
-            r["connection"]["remote"].as_str() == Some(&dns_remote)
-                && r["connection"]["transport"] == "udp"
-        })
-        .unwrap_or_else(|| panic!("no udp row for dig's query to {dns_remote}: {rows:#?}"));
-    assert_eq!(query["connection"]["protocol"], "DNS", "{query:#}");
-    assert_eq!(
-        query["connection"]["protocol_source"], "payload",
-        "{query:#}"
-    );
-    assert_eq!(query["tx_packets"], 1, "{query:#}");
-    assert_eq!(query["rx_packets"], 1, "{query:#}");
-    let tcp = rows
-        .iter()
-        .find(|r| r["connection"]["remote"].as_str() == Some(&format!("127.0.0.7:{port}")))
-        .unwrap_or_else(|| panic!("no row for the TCP client end: {rows:#?}"));
-    assert_eq!(tcp["connection"]["transport"], "tcp");
-    assert_eq!(tcp["connection"]["remote_name"], "flowtest.test", "{tcp:#}");
-    assert_eq!(tcp["tx_bytes"], 1_234);
 }
 
 #[test]

@@ -44,13 +44,15 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
             let mut rows = monitor.read_socket_stats(Some(inode))?;
             rows.retain(|s| filters.matches(&s.connection));
             if inode != 0 && rows.is_empty() {
-                bail!("no TCP socket with inode {inode}");
+                bail!("no TCP or UDP socket with inode {inode}");
             }
+            report_losses(monitor);
             if json {
                 return output::json(&rows);
             }
             let mut table = Table::new(&[
                 ("INODE", true),
+                ("NETID", false),
                 ("LOCAL", false),
                 ("REMOTE", false),
                 ("STATE", false),
@@ -65,9 +67,10 @@ pub(super) fn run(command: ListCommand, monitor: &mut Monitor) -> Result<()> {
             for s in &rows {
                 table.row(vec![
                     s.inode.to_string(),
+                    s.connection.transport.name().to_string(),
                     s.connection.local.to_string(),
                     s.connection.remote.to_string(),
-                    s.connection.state.to_string(),
+                    output::socket_state(&s.connection).to_string(),
                     s.rx_queue.to_string(),
                     s.tx_queue.to_string(),
                     output::bytes(s.rx_bytes),

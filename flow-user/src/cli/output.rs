@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::model::NetConnection;
+use crate::model::{NetConnection, TcpState, Transport};
 
 /// Writes `value` as one JSON document and a newline.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
@@ -124,6 +124,16 @@ pub fn state(connection: &NetConnection) -> String {
     }
 }
 
+/// A socket's state as `ss` prints it for UDP (`ESTAB` once connected, `UNCONN` otherwise: the
+/// JSON keeps the kernel's `ESTABLISHED` / `CLOSE`); TCP's own name.
+pub fn socket_state(connection: &NetConnection) -> &'static str {
+    match (connection.transport, connection.state) {
+        (Transport::Udp, TcpState::Established) => "ESTAB",
+        (Transport::Udp, TcpState::Close) => "UNCONN",
+        (_, state) => state.name(),
+    }
+}
+
 /// `curl/4242`, or `-` when unknown.
 pub fn owner(connection: &NetConnection) -> String {
     match (&connection.process, connection.pid) {
@@ -145,5 +155,31 @@ mod tests {
         assert_eq!(bytes(1024), "1.0 KiB");
         assert_eq!(bytes(1536 * 1024), "1.5 MiB");
         assert_eq!(rate(3 * 1024 * 1024 * 1024), "3.0 GiB/s");
+    }
+
+    #[test]
+    fn udp_states_read_as_ss_prints_them_and_tcp_states_keep_their_names() {
+        let connection = |transport, state| {
+            let mut c = crate::observe::ConnectionParts {
+                local: "127.0.0.1:5353".parse().unwrap(),
+                remote: "0.0.0.0:0".parse().unwrap(),
+                state,
+                inode: 1,
+                uid: None,
+                pid: None,
+                process: None,
+                cookie: None,
+                generation: 1,
+                active: true,
+            }
+            .build();
+            c.transport = transport;
+            c
+        };
+        use {TcpState::*, Transport::*};
+        assert_eq!(socket_state(&connection(Udp, Established)), "ESTAB");
+        assert_eq!(socket_state(&connection(Udp, Close)), "UNCONN");
+        assert_eq!(socket_state(&connection(Tcp, Close)), "CLOSE");
+        assert_eq!(socket_state(&connection(Tcp, Established)), "ESTABLISHED");
     }
 }

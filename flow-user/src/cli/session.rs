@@ -77,7 +77,7 @@ fn losses(monitor: &Monitor) -> Vec<String> {
     }
     if health.malformed_lines > 0 {
         losses.push(format!(
-            "{} malformed /proc/net/tcp lines skipped",
+            "{} malformed /proc/net/{{tcp,udp}} lines skipped",
             health.malformed_lines
         ));
     }

@@ -275,10 +275,15 @@ impl KernelProgram {
             line.push_str(&format!("; {} refused: {}", refusal.rung, refusal.reason));
         }
         match &self.udp {
-            Ok(udp) => line.push_str(&format!(
-                "; udp flows counted by cgroup_skb on {}",
-                udp.cgroup_root.display()
-            )),
+            Ok(udp) => {
+                line.push_str(&format!(
+                    "; udp flows counted by cgroup_skb on {}",
+                    udp.cgroup_root.display()
+                ));
+                if let Some(why) = udp.senders_unknown {
+                    line.push_str(&format!(" (senders unknown: {why})"));
+                }
+            }
             Err(reason) => line.push_str(&format!("; udp not counted: {reason}")),
         }
         if let Some(reason) = &self.release_refused {

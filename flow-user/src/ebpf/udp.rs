@@ -31,6 +31,9 @@ use crate::protocol::payload::{classify_datagram, PayloadFacts};
 pub struct UdpCounting {
     pub(super) links: Links,
     pub cgroup_root: PathBuf,
+    /// Why flows carry no sender (the egress program without `bpf_get_current_pid_tgid` is
+    /// attached), if they do not.
+    pub senders_unknown: Option<&'static str>,
     released: RingBuf<MapData>,
     payloads: RingBuf<MapData>,
     /// QUIC flows whose first Initial came without the server name.
@@ -72,15 +75,26 @@ pub(super) fn attach(ebpf: &mut Ebpf, capacity: u32) -> Result<UdpCounting> {
     let root = cgroup2_root()?;
     let cgroup = File::open(&root).with_context(|| format!("opening {}", root.display()))?;
     let mut links: Links = Vec::new();
+    let mut senders_unknown = None;
     for (name, kind) in [
         (names::EGRESS, CgroupSkbAttachType::Egress),
         (names::INGRESS, CgroupSkbAttachType::Ingress),
     ] {
+        let mut name = name;
+        if let Err(err) = load_skb(ebpf, name) {
+            if name != names::EGRESS {
+                return Err(err);
+            }
+            // Bytes and datagrams need no sender: count them without it.
+            log::debug!("{err:#}");
+            name = names::EGRESS_NOPID;
+            load_skb(ebpf, name)?;
+            senders_unknown = Some("the kernel refuses bpf_get_current_pid_tgid in cgroup_skb");
+        }
         let program: &mut CgroupSkb = ebpf
             .program_mut(name)
             .ok_or_else(|| anyhow!("program {name} missing"))?
             .try_into()?;
-        program.load().with_context(|| format!("loading {name}"))?;
         let link = program
             .attach(cgroup.as_fd(), kind, CgroupAttachMode::Single)
             .with_context(|| format!("attaching {name} to {}", root.display()))?;
@@ -107,8 +121,17 @@ pub(super) fn attach(ebpf: &mut Ebpf, capacity: u32) -> Result<UdpCounting> {
         initials: PendingInitials::default(),
         links,
         cgroup_root: root,
+        senders_unknown,
         capacity,
     })
+}
+
+fn load_skb(ebpf: &mut Ebpf, name: &str) -> Result<()> {
+    let program: &mut CgroupSkb = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing"))?
+        .try_into()?;
+    program.load().with_context(|| format!("loading {name}"))
 }
 
 impl KernelProgram {

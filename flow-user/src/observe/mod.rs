@@ -6,6 +6,7 @@ mod ebpf;
 mod facts;
 mod procfs;
 mod replay;
+mod udp_sockets;
 
 use std::{net::SocketAddr, time::Instant};
 
@@ -20,6 +21,7 @@ use crate::{
     protocol::protocol_by_ports,
 };
 pub use replay::Replay;
+pub use udp_sockets::UdpSockets;
 
 /// Where the counters come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -97,7 +99,8 @@ pub struct Health {
     pub payload_drops: u64,
     /// Sockets the kernel program could not track at all.
     pub insert_failures: u64,
-    /// Lines of `/proc/net/tcp{,6}` that could not be parsed.
+    /// Lines of `/proc/net/tcp{,6}` (and, after a read of UDP sockets, `/proc/net/udp{,6}`)
+    /// that could not be parsed.
     pub malformed_lines: u64,
     /// Processes whose sockets could not be attributed (their `/proc/<pid>/fd` is unreadable).
     pub unreadable_processes: u64,
@@ -127,6 +130,12 @@ pub trait Observer: Send {
     /// A/AAAA answers of the DNS responses seen since the previous call (names of remotes).
     fn take_dns_answers(&mut self) -> Vec<crate::protocol::dns::DnsAnswer> {
         Vec::new()
+    }
+    /// Every UDP socket of the network namespaces this observer reads (`/proc/net/udp{,6}`),
+    /// one row per socket with its queues, inode and owner, and its flows' counters where the
+    /// mode counts UDP (`flow stats`). The counters are those of the latest observation.
+    fn udp_sockets(&mut self) -> anyhow::Result<UdpSockets> {
+        Ok(UdpSockets::default())
     }
 }
 

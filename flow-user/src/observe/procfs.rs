@@ -12,7 +12,10 @@ use std::{
 use anyhow::Result;
 use rustc_hash::FxHashMap;
 
-use super::{ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer, Scope};
+use super::{
+    udp_sockets, ConnectionParts, Health, Mode, Observation, ObservedSocket, Observer, Scope,
+    UdpSockets,
+};
 use crate::{
     attribution::{Attribution, Attributor},
     model::TcpState,
@@ -53,19 +56,27 @@ impl ProcfsObserver {
     }
 
     fn attribution(&mut self, pid: Option<u32>) -> Arc<Attribution> {
-        let Some(pid) = pid else {
-            return Attribution::none();
-        };
-        if let Some(known) = self.by_pid.get(&pid) {
-            return known.clone();
-        }
-        let attribution = self
-            .attributor
-            .attribute_pid(pid)
-            .unwrap_or_else(Attribution::none);
-        self.by_pid.insert(pid, attribution.clone());
-        attribution
+        cached_attribution(&mut self.attributor, &mut self.by_pid, pid)
     }
+}
+
+/// An owner's attribution, read once per pid (until `by_pid` is emptied).
+fn cached_attribution(
+    attributor: &mut Attributor,
+    by_pid: &mut FxHashMap<u32, Arc<Attribution>>,
+    pid: Option<u32>,
+) -> Arc<Attribution> {
+    let Some(pid) = pid else {
+        return Attribution::none();
+    };
+    if let Some(known) = by_pid.get(&pid) {
+        return known.clone();
+    }
+    let attribution = attributor
+        .attribute_pid(pid)
+        .unwrap_or_else(Attribution::none);
+    by_pid.insert(pid, attribution.clone());
+    attribution
 }
 
 impl Observer for ProcfsObserver {
@@ -134,6 +145,19 @@ impl Observer for ProcfsObserver {
 
     fn mode(&self) -> Mode {
         Mode::Procfs
+    }
+
+    /// The UDP tables of the namespaces [`Observer::observe`] reads, read the same way; no
+    /// counters (procfs mode counts no UDP).
+    fn udp_sockets(&mut self) -> Result<UdpSockets> {
+        let read = self.namespaces.read_udp()?;
+        let (attributor, by_pid) = (&mut self.attributor, &mut self.by_pid);
+        Ok(udp_sockets::observed(
+            &read.namespaces,
+            &mut self.owners,
+            |pid| cached_attribution(attributor, by_pid, pid),
+            |_| None,
+        ))
     }
 
     fn describe(&self) -> String {

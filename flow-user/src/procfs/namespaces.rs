@@ -1,7 +1,7 @@
-//! Every network namespace's TCP tables and sock_diag counters, each namespace read once
-//! (procfs mode; issue 13).
+//! Every network namespace's TCP tables and sock_diag counters (and, for `flow stats`, its UDP
+//! tables and cookies), each namespace read once (procfs mode; issue 13).
 //!
-//! `/proc/net/tcp{,6}` and a sock_diag dump only show the namespace of the reader, so each
+//! `/proc/net/{tcp,udp}{,6}` and a sock_diag dump only show the namespace of the reader, so each
 //! namespace [`crate::netns::discover`] finds is read on its own:
 //!
 //! - this process's namespace directly (`<proc>/net/tcp{,6}`, a dump from this thread);
@@ -24,21 +24,66 @@ use std::{
 
 use rustc_hash::FxHashMap;
 
-use super::{dump_tcp_info, read_tcp_tables, TcpInfoRow, TcpRow, TcpTables};
+use super::{
+    dump_tcp_info, dump_udp_sockets, read_tcp_tables, read_udp_tables, TcpInfoRow, TcpRow,
+    TcpTables, UdpDiagRow, UdpTables,
+};
 use crate::netns::{self, Discovery, Netns};
 
 /// How long one discovery of the namespaces is used before `/proc` is listed again. A namespace
 /// whose read fails (its process exited) makes the next read list `/proc` at once.
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
 
-/// What one namespace showed.
+/// What one namespace showed: its tables and its sock_diag dump.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NamespaceRead {
+pub struct Read<T, D> {
     /// The namespace's inode number; `None` only when this process's own could not be stat'ed.
     pub netns: Option<u64>,
-    pub tables: TcpTables,
-    /// The sock_diag dump; `None` when the namespace could not be entered (counters unknown).
-    pub diag: Option<Vec<TcpInfoRow>>,
+    pub tables: T,
+    /// The sock_diag dump; `None` when the namespace could not be entered (counters unknown),
+    /// or, where the dump is optional, when it failed.
+    pub diag: Option<D>,
+}
+
+/// One namespace's TCP sockets and their counters.
+pub type NamespaceRead = Read<TcpTables, Vec<TcpInfoRow>>;
+/// One namespace's UDP sockets and their cookies.
+pub type UdpNamespaceRead = Read<UdpTables, Vec<UdpDiagRow>>;
+
+/// What a read takes from each namespace.
+struct Source<T, D> {
+    /// The tables under a `/proc/<pid>`-like root.
+    tables: fn(&Path) -> io::Result<T>,
+    /// A dump from the namespace itself.
+    diag: fn() -> io::Result<D>,
+    /// Whether a failed dump fails the read (TCP: its counters) or only leaves `diag` empty
+    /// (UDP: cookies come from `udp_diag`, which a kernel may lack).
+    diag_required: bool,
+}
+
+const TCP: Source<TcpTables, Vec<TcpInfoRow>> = Source {
+    tables: read_tcp_tables,
+    diag: dump_tcp_info,
+    diag_required: true,
+};
+
+const UDP: Source<UdpTables, Vec<UdpDiagRow>> = Source {
+    tables: read_udp_tables,
+    diag: dump_udp_sockets,
+    diag_required: false,
+};
+
+impl<T, D> Source<T, D> {
+    fn diag(&self) -> io::Result<Option<D>> {
+        match (self.diag)() {
+            Ok(diag) => Ok(Some(diag)),
+            Err(err) if !self.diag_required => {
+                log::debug!("sock_diag dump: {err}");
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
 }
 
 /// What could not be read, as counts.
@@ -105,11 +150,14 @@ fn plural(n: usize) -> &'static str {
 
 /// Every namespace read once.
 #[derive(Clone, Debug, Default)]
-pub struct NamespacesRead {
+pub struct Reads<T, D> {
     /// This process's namespace first.
-    pub namespaces: Vec<NamespaceRead>,
+    pub namespaces: Vec<Read<T, D>>,
     pub unreadable: Unreadable,
 }
+
+pub type NamespacesRead = Reads<TcpTables, Vec<TcpInfoRow>>;
+pub type UdpNamespacesRead = Reads<UdpTables, Vec<UdpDiagRow>>;
 
 /// Reads every network namespace, keeping the discovery for [`DISCOVERY_INTERVAL`].
 #[derive(Debug)]
@@ -123,10 +171,10 @@ pub struct NamespaceReader {
 }
 
 /// How reading one other namespace went.
-enum Outcome {
-    Read(NamespaceRead),
+enum Outcome<T, D> {
+    Read(Read<T, D>),
     /// Tables read from outside; counters unknown.
-    CountersUnknown(NamespaceRead),
+    CountersUnknown(Read<T, D>),
     NotListed,
     /// Its path no longer leads to it (the process exited, the mount went away).
     Gone,
@@ -177,18 +225,29 @@ impl NamespaceReader {
         unreadable
     }
 
-    /// Reads every namespace. An error only when this process's own cannot be read.
+    /// Reads every namespace's TCP tables and counters. An error only when this process's own
+    /// cannot be read.
     pub fn read(&mut self) -> io::Result<NamespacesRead> {
+        self.read_from(&TCP)
+    }
+
+    /// Reads every namespace's UDP tables and cookies, the same way as [`Self::read`]. An error
+    /// only when this process's own tables cannot be read.
+    pub fn read_udp(&mut self) -> io::Result<UdpNamespacesRead> {
+        self.read_from(&UDP)
+    }
+
+    fn read_from<T: Send, D: Send>(&mut self, source: &Source<T, D>) -> io::Result<Reads<T, D>> {
         if self
             .discovered_at
             .is_none_or(|at| at.elapsed() >= DISCOVERY_INTERVAL)
         {
             self.rediscover();
         }
-        let mut namespaces = vec![NamespaceRead {
+        let mut namespaces = vec![Read {
             netns: self.own,
-            tables: read_tcp_tables(&self.proc_root)?,
-            diag: Some(dump_tcp_info()?),
+            tables: (source.tables)(&self.proc_root)?,
+            diag: source.diag()?,
         }];
         let mut unreadable = Unreadable {
             hidden_processes: self.discovery.unreadable,
@@ -196,7 +255,7 @@ impl NamespaceReader {
         };
         let mut gone = Vec::new();
         for ns in self.others() {
-            if !self.read_other(ns, &mut namespaces, &mut unreadable) {
+            if !self.read_other(source, ns, &mut namespaces, &mut unreadable) {
                 gone.push(ns.inode);
             }
         }
@@ -206,23 +265,24 @@ impl NamespaceReader {
             self.rediscover();
             unreadable.hidden_processes = self.discovery.unreadable;
             for ns in self.others().filter(|ns| gone.contains(&ns.inode)) {
-                self.read_other(ns, &mut namespaces, &mut unreadable);
+                self.read_other(source, ns, &mut namespaces, &mut unreadable);
             }
         }
-        Ok(NamespacesRead {
+        Ok(Reads {
             namespaces,
             unreadable,
         })
     }
 
     /// Reads `ns` into `namespaces`, counting into `unreadable`; false when it is gone.
-    fn read_other(
+    fn read_other<T: Send, D: Send>(
         &self,
+        source: &Source<T, D>,
         ns: &Netns,
-        namespaces: &mut Vec<NamespaceRead>,
+        namespaces: &mut Vec<Read<T, D>>,
         unreadable: &mut Unreadable,
     ) -> bool {
-        match self.read_one(ns) {
+        match self.read_one(source, ns) {
             Outcome::Read(read) => namespaces.push(read),
             Outcome::CountersUnknown(read) => {
                 unreadable.counters_unknown += 1;
@@ -234,21 +294,21 @@ impl NamespaceReader {
         true
     }
 
-    fn read_one(&self, ns: &Netns) -> Outcome {
+    fn read_one<T: Send, D: Send>(&self, source: &Source<T, D>, ns: &Netns) -> Outcome<T, D> {
         let own = self.own.unwrap_or_default();
         if self.may_enter {
             let thread_self = self.proc_root.join("thread-self");
             let inside = netns::run_in(ns, own, || {
-                let tables = read_tcp_tables(&thread_self)?;
-                let diag = dump_tcp_info()?;
+                let tables = (source.tables)(&thread_self)?;
+                let diag = source.diag()?;
                 Ok((tables, diag))
             });
             match inside {
                 Ok((tables, diag)) => {
-                    return Outcome::Read(NamespaceRead {
+                    return Outcome::Read(Read {
                         netns: Some(ns.inode),
                         tables,
-                        diag: Some(diag),
+                        diag,
                     })
                 }
                 Err(err) => log::debug!("network namespace {}: {err:#}", ns.inode),
@@ -261,8 +321,8 @@ impl NamespaceReader {
                 Outcome::NotListed
             };
         };
-        match read_tcp_tables(&dir) {
-            Ok(tables) => Outcome::CountersUnknown(NamespaceRead {
+        match (source.tables)(&dir) {
+            Ok(tables) => Outcome::CountersUnknown(Read {
                 netns: Some(ns.inode),
                 tables,
                 diag: None,

@@ -254,3 +254,57 @@ fn without_cap_sys_admin_other_namespaces_are_listed_through_their_processes_wit
         );
     }
 }
+
+#[test]
+fn udp_tables_are_read_from_the_same_namespaces_the_same_way() {
+    let proc = TempDir::new("namespaces-udp");
+    let run = TempDir::new("namespaces-udp-run");
+    let root = proc.path();
+    let own = process_in_namespace(root, "self", 1);
+    std::os::unix::fs::symlink("self/net", root.join("net")).unwrap();
+    fs::write(
+        root.join("self/status"),
+        "Name:\tflow\nCapEff:\t0000000000000000\n",
+    )
+    .unwrap();
+    let others = [("100", 1001), ("200", 2002)].map(|(pid, inode)| {
+        let netns = process_in_namespace(root, pid, inode);
+        (netns, inode)
+    });
+    for (pid, inode) in [("self", 1), ("100", 1001), ("200", 2002)] {
+        fs::write(
+            root.join(pid).join("net/udp"),
+            format!(
+                "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   \
+                 uid  timeout inode ref pointer drops\n 1: 0100007F:18D1 00000000:0000 07 \
+                 00000000:00000340 00:00000000 00000000     0        0 {inode} 2 \
+                 0000000000000000 0\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    let mut reader = NamespaceReader::new(root.to_path_buf(), run.path().to_path_buf());
+    let read = reader.read_udp().unwrap();
+    assert_eq!(
+        read.unreadable,
+        Unreadable {
+            counters_unknown: 2,
+            ..Unreadable::default()
+        }
+    );
+    assert_eq!(read.namespaces[0].netns, Some(own));
+    assert_eq!(read.namespaces[0].tables.rows[0].inode, 1);
+    let mut seen: Vec<(u64, u64)> = read.namespaces[1..]
+        .iter()
+        .map(|ns| {
+            assert_eq!(ns.diag, None, "cookies unknown from outside");
+            assert_eq!(ns.tables.rows[0].rx_queue, 832);
+            (ns.netns.unwrap(), ns.tables.rows[0].inode)
+        })
+        .collect();
+    seen.sort_unstable();
+    let mut wanted = others.to_vec();
+    wanted.sort_unstable();
+    assert_eq!(seen, wanted, "each namespace's own table, once");
+}

@@ -83,14 +83,38 @@ impl TcpInfoRow {
 /// TIME_WAIT (its mini-socket has no counters). Half-open connections (request sockets, reported
 /// as SYN_RECV) carry no `tcp_info` either: their counters read 0.
 pub fn dump_tcp_info() -> io::Result<Vec<TcpInfoRow>> {
+    dump(&TCP_INFO)
+}
+
+/// What one dump asks the kernel for, and how each answer becomes a row.
+pub(super) struct Dump<T> {
+    pub protocol: u8,
+    /// `INET_DIAG_*` extensions, as the request's bit mask.
+    pub extensions: u8,
+    /// TCP state numbers matched, as a bit mask.
+    pub states: u32,
+    /// One `struct inet_diag_msg` and its attributes; `None` if malformed (skipped).
+    pub parse: fn(&[u8]) -> Option<T>,
+}
+
+/// TCP with `tcp_info`, every state but TIME_WAIT.
+const TCP_INFO: Dump<TcpInfoRow> = Dump {
+    protocol: IPPROTO_TCP,
+    extensions: ExtensionFlags::INFO.bits(),
+    states: StateFlags::all().difference(StateFlags::TIME_WAIT).bits(),
+    parse: parse_response,
+};
+
+/// Runs `what` over IPv4 then IPv6 from a fresh netlink socket (so in this thread's network
+/// namespace); a kernel without IPv6 has nothing to report for it.
+pub(super) fn dump<T>(what: &Dump<T>) -> io::Result<Vec<T>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
     let mut rows = Vec::new();
     for (sequence, family) in [(1, AF_INET), (2, AF_INET6)] {
-        match dump_family(&socket, family, sequence, &mut rows) {
+        match dump_family(&socket, what, family, sequence, &mut rows) {
             Ok(()) => {}
-            // A kernel without IPv6 has nothing to report for it.
             Err(e) if family == AF_INET6 && is_family_unsupported(&e) => {}
             Err(e) => return Err(e),
         }
@@ -105,13 +129,14 @@ fn is_family_unsupported(e: &io::Error) -> bool {
     )
 }
 
-fn dump_family(
+fn dump_family<T>(
     socket: &Socket,
+    what: &Dump<T>,
     family: u8,
     sequence: u32,
-    rows: &mut Vec<TcpInfoRow>,
+    rows: &mut Vec<T>,
 ) -> io::Result<()> {
-    socket.send(&request(family, sequence), 0)?;
+    socket.send(&request(what, family, sequence), 0)?;
     // The kernel fills dump datagrams up to 32 KiB; a larger buffer is never short.
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -122,17 +147,18 @@ fn dump_family(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if read_datagram(&buffer[..received], sequence, rows)? {
+        if read_datagram(&buffer[..received], sequence, what.parse, rows)? {
             return Ok(());
         }
     }
 }
 
 /// Appends the rows of one datagram of the dump; `Ok(true)` once the dump is done.
-fn read_datagram(
+fn read_datagram<T>(
     mut datagram: &[u8],
     sequence: u32,
-    rows: &mut Vec<TcpInfoRow>,
+    parse: fn(&[u8]) -> Option<T>,
+    rows: &mut Vec<T>,
 ) -> io::Result<bool> {
     while !datagram.is_empty() {
         let message = NetlinkBuffer::new_checked(datagram).map_err(invalid)?;
@@ -141,7 +167,7 @@ fn read_datagram(
             match message.message_type() {
                 NLMSG_DONE => return status(message.payload()).map(|()| true),
                 NLMSG_ERROR => status(message.payload())?,
-                SOCK_DIAG_BY_FAMILY => match parse_response(message.payload()) {
+                SOCK_DIAG_BY_FAMILY => match parse(message.payload()) {
                     Some(row) => rows.push(row),
                     None => log::debug!("skipping a malformed sock_diag message"),
                 },
@@ -165,7 +191,7 @@ fn status(payload: &[u8]) -> io::Result<()> {
 }
 
 /// A `SOCK_DIAG_BY_FAMILY` dump request (`struct inet_diag_req_v2`) behind a netlink header.
-fn request(family: u8, sequence: u32) -> Vec<u8> {
+fn request<T>(what: &Dump<T>, family: u8, sequence: u32) -> Vec<u8> {
     const HEADER_LEN: usize = 16;
     let mut bytes = vec![0u8; HEADER_LEN + REQUEST_LEN];
     let mut message = NetlinkBuffer::new(&mut bytes[..]);
@@ -175,15 +201,27 @@ fn request(family: u8, sequence: u32) -> Vec<u8> {
     message.set_sequence_number(sequence);
     let mut request = InetRequestBuffer::new(message.payload_mut());
     request.set_family(family);
-    request.set_protocol(IPPROTO_TCP);
-    request.set_extensions(ExtensionFlags::INFO.bits());
-    request.set_states((StateFlags::all() - StateFlags::TIME_WAIT).bits());
+    request.set_protocol(what.protocol);
+    request.set_extensions(what.extensions);
+    request.set_states(what.states);
     // socket_id stays zero: a dump matches every socket.
     bytes
 }
 
-/// One `struct inet_diag_msg` and its attributes; `None` if it is too short or of another family.
-fn parse_response(payload: &[u8]) -> Option<TcpInfoRow> {
+/// What every `struct inet_diag_msg` says of its socket, whatever the protocol.
+pub(super) struct Identity {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// `idiag_inode`, truncated to 32 bits by the kernel.
+    pub inode: u64,
+    pub uid: u32,
+    /// `idiag_cookie`: unique per socket for the boot.
+    pub cookie: u64,
+    pub state: u8,
+}
+
+/// The identity of one `struct inet_diag_msg`; `None` if it is too short or of another family.
+pub(super) fn identity(payload: &[u8]) -> Option<Identity> {
     let message = InetResponseBuffer::new_checked(payload).ok()?;
     let id = SocketIdBuffer::new_checked(message.socket_id()).ok()?;
     let family = message.family();
@@ -203,7 +241,19 @@ fn parse_response(payload: &[u8]) -> Option<TcpInfoRow> {
     // Two native-endian u32s, low word first (sock_diag_save_cookie).
     let cookie = id.cookie();
     let cookie = u64::from(read_u32(cookie, 0)?) | u64::from(read_u32(cookie, 4)?) << 32;
+    Some(Identity {
+        local,
+        remote,
+        inode: u64::from(message.inode()),
+        uid: message.uid(),
+        cookie,
+        state: message.state(),
+    })
+}
 
+/// One TCP message: its identity and its `tcp_info` (zeros where missing).
+fn parse_response(payload: &[u8]) -> Option<TcpInfoRow> {
+    let id = identity(payload)?;
     let info = NlasIterator::new(payload.get(RESPONSE_LEN..)?)
         .map_while(Result::ok)
         .find(|nla| nla.kind() == INET_DIAG_INFO)
@@ -213,12 +263,12 @@ fn parse_response(payload: &[u8]) -> Option<TcpInfoRow> {
         })
         .unwrap_or_default();
     Some(TcpInfoRow {
-        local,
-        remote,
-        inode: u64::from(message.inode()),
-        uid: message.uid(),
-        cookie,
-        state: TcpState::from_kernel(message.state()),
+        local: id.local,
+        remote: id.remote,
+        inode: id.inode,
+        uid: id.uid,
+        cookie: id.cookie,
+        state: TcpState::from_kernel(id.state),
         bytes_acked: tcp_info::read_u64(info, tcp_info::BYTES_ACKED),
         bytes_received: tcp_info::read_u64(info, tcp_info::BYTES_RECEIVED),
         bytes_sent: tcp_info::read_u64(info, tcp_info::BYTES_SENT),

@@ -193,7 +193,7 @@ fn rejects_short_or_foreign_messages() {
 
 #[test]
 fn request_is_a_dump_of_tcp_with_info() {
-    let bytes = request(AF_INET6, 7);
+    let bytes = request(&TCP_INFO, AF_INET6, 7);
     assert_eq!(bytes.len(), 16 + 56);
     assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 72);
     assert_eq!(
@@ -235,13 +235,19 @@ fn reads_datagrams_until_done_or_error() {
     );
     datagram.extend(netlink(SOCK_DIAG_BY_FAMILY, 9, &response(None))); // another request's
     datagram.extend(netlink(SOCK_DIAG_BY_FAMILY, 1, &[0u8; 10])); // too short: skipped
-    assert!(!read_datagram(&datagram, 1, &mut rows).unwrap());
+    assert!(!read_datagram(&datagram, 1, parse_response, &mut rows).unwrap());
     assert_eq!(rows.len(), 1);
-    assert!(read_datagram(&netlink(NLMSG_DONE, 1, &0i32.to_ne_bytes()), 1, &mut rows).unwrap());
+    assert!(read_datagram(
+        &netlink(NLMSG_DONE, 1, &0i32.to_ne_bytes()),
+        1,
+        parse_response,
+        &mut rows
+    )
+    .unwrap());
     let denied = netlink(NLMSG_ERROR, 1, &(-libc::EPERM).to_ne_bytes());
-    let err = read_datagram(&denied, 1, &mut rows).unwrap_err();
+    let err = read_datagram(&denied, 1, parse_response, &mut rows).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EPERM));
-    assert!(read_datagram(&[1, 2, 3], 1, &mut rows).is_err());
+    assert!(read_datagram(&[1, 2, 3], 1, parse_response, &mut rows).is_err());
 }
 
 proptest! {
@@ -249,8 +255,8 @@ proptest! {
     fn arbitrary_messages_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = parse_response(&bytes);
         let mut rows = Vec::new();
-        let _ = read_datagram(&bytes, 1, &mut rows);
-        let _ = read_datagram(&netlink(SOCK_DIAG_BY_FAMILY, 1, &bytes), 1, &mut rows);
+        let _ = read_datagram(&bytes, 1, parse_response, &mut rows);
+        let _ = read_datagram(&netlink(SOCK_DIAG_BY_FAMILY, 1, &bytes), 1, parse_response, &mut rows);
     }
 
     #[test]

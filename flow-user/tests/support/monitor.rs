@@ -7,16 +7,18 @@ use flow_user::{
     observe::Mode, procfs::TcpInfoRow, ConnectionBandwidth, ModeChoice, Monitor, MonitorOptions,
 };
 
-use super::{gate::may_load, net::addrs};
+use super::{gate::may_load, kernel::options, net::addrs};
 
-/// Opens a monitor in `mode`. eBPF mode needs root: without it the test says loudly that it did
-/// not run, except under CI, where it fails.
+/// Opens a monitor in `mode`, on the rung under test in eBPF mode ([`options`]: the VM matrix
+/// forces each). eBPF mode needs root: without it the test says loudly that it did not run,
+/// except under CI, where it fails.
 pub fn open(mode: ModeChoice) -> Option<Monitor> {
     if mode == ModeChoice::Ebpf && !may_load() {
         return None;
     }
     let monitor = Monitor::open(&MonitorOptions {
         mode,
+        load: options(),
         ..MonitorOptions::default()
     })
     .unwrap_or_else(|err| panic!("the monitor must open in {mode:?} mode here: {err:#}"));

@@ -24,6 +24,9 @@ exec </dev/console >/dev/console 2>&1
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t bpf bpf /sys/fs/bpf
+# kernel_udp: the UDP programs attach to the cgroup v2 root, found through mountinfo.
+mkdir -p /sys/fs/cgroup
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 # kernel_slow_sender prints each program's run_cnt/run_time_ns, which need this.
 echo 1 >/proc/sys/kernel/bpf_stats_enabled

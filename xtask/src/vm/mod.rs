@@ -33,11 +33,14 @@ const RUNG_TESTS: &[&str] = &[
     "kernel_socket_table",
     // Sequence counting on the typed rungs (sendfile goes through tcp_sendpage on 6.1).
     "kernel_paths",
+    // UDP flows (cgroup_skb on the cgroup v2 root, which init.sh mounts), beside each rung.
+    "kernel_udp",
 ];
 /// Run once per kernel: it walks the ladder itself and checks the pick (`FLOW_EXPECT_RUNG`).
 const LADDER_TEST: &str = "kernel_ladder";
 /// kernel_detach and kernel_bad_conditions are host-only: they need bpftool and setpriv, which
-/// the busybox userland does not have.
+/// the busybox userland does not have; so is kernel_udp_dns (dnsmasq, dig and the `flow`
+/// binary, which the VM does not have either).
 ///
 /// Seconds one test executable may run inside the VM (the slowest takes ~20 s under TCG).
 const TEST_LIMIT: u64 = 120;

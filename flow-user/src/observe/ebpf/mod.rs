@@ -13,11 +13,11 @@ use std::{path::PathBuf, time::Instant};
 use anyhow::Result;
 
 use self::{book::FactsBook, hashed::HashedBook, local::LocalBook, udp::UdpBook};
-use super::{Health, Mode, Observation, Observer, Scope};
+use super::{udp_sockets, Health, Mode, Observation, Observer, Scope, UdpSockets};
 use crate::{
-    attribution::Attributor,
+    attribution::{Attribution, Attributor},
     ebpf::{KernelEvents, KernelProgram, LoadOptions, Store},
-    procfs::OwnerCache,
+    procfs::{dump_udp_sockets, read_udp_tables, OwnerCache, UdpNamespaceRead},
 };
 
 /// Per-store state: the typed rungs keep connections by cookie, the untyped ones by kernel
@@ -233,5 +233,47 @@ impl Observer for EbpfObserver {
         let mut answers = self.facts.take_dns_answers();
         answers.append(&mut self.udp.take_dns_answers());
         answers
+    }
+
+    /// `/proc/net/udp{,6}` and a `udp_diag` dump (the cookies) of every network namespace the
+    /// TCP read-outs cover, each read by a thread inside it as the untyped rungs read their
+    /// TCP tables; each socket's counters are its flows' of the latest poll.
+    fn udp_sockets(&mut self) -> Result<UdpSockets> {
+        let (namespaces, own) = self.program.namespaces();
+        let tables_root = self.proc_root.join("thread-self");
+        let (read, skipped) = crate::netns::read_each(&namespaces, own, |netns| {
+            let tables = match read_udp_tables(&tables_root) {
+                Ok(tables) => tables,
+                // A namespace emptied while it was read.
+                Err(err) if netns.inode != own => {
+                    log::debug!("network namespace {}: {err}", netns.inode);
+                    return Ok(None);
+                }
+                Err(err) => return Err(err.into()),
+            };
+            // Without `udp_diag` the cookies, and so the counters, stay unknown.
+            let diag = dump_udp_sockets()
+                .inspect_err(|err| {
+                    log::debug!("udp_diag dump of network namespace {}: {err}", netns.inode)
+                })
+                .ok();
+            Ok(Some(UdpNamespaceRead {
+                netns: Some(netns.inode),
+                tables,
+                diag,
+            }))
+        })?;
+        self.program.note_skipped(&skipped);
+        let reads: Vec<UdpNamespaceRead> = read.into_iter().filter_map(|(_, read)| read).collect();
+        let (attributor, udp) = (&mut self.attributor, &self.udp);
+        Ok(udp_sockets::observed(
+            &reads,
+            &mut self.owners,
+            |pid| {
+                pid.and_then(|pid| attributor.attribute_pid(pid))
+                    .unwrap_or_else(Attribution::none)
+            },
+            |cookie| udp.totals(cookie),
+        ))
     }
 }

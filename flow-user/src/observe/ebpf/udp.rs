@@ -19,7 +19,7 @@ use flow_common::{
     AF_INET,
 };
 
-use super::super::{ConnectionParts, ObservedSocket};
+use super::super::{udp_sockets::FlowTotals, ConnectionParts, ObservedSocket};
 use crate::{
     ebpf::KernelProgram,
     model::{Counters, Protocol, ProtocolSource, TcpState, Transport},
@@ -40,6 +40,8 @@ pub struct UdpBook {
     /// per pid (a released socket's process may be gone by the time its flows are reported).
     owners: HashMap<u64, (u32, Option<String>)>,
     dns_answers: Vec<DnsAnswer>,
+    /// Per socket cookie, its live flows of the latest poll added up (`flow stats`' rows).
+    totals: HashMap<u64, FlowTotals>,
     /// Flows userspace deleted (with the kernel's inserts and the entries present: evictions).
     deleted: u64,
     evictions: u64,
@@ -99,9 +101,45 @@ impl UdpBook {
         self.facts.retain(|key, _| present.contains(key));
         let cookies: std::collections::HashSet<u64> = present.iter().map(|k| k.cookie).collect();
         self.owners.retain(|cookie, _| cookies.contains(cookie));
+        self.totals = self.add_up(&read.flows, &present);
         self.release_drops = read.release_drops;
         self.payload_drops = read.payload_drops;
         Ok(poll)
+    }
+
+    /// The live flows of the socket with this cookie, as of the latest poll, added up; `None`
+    /// when it has none in the map.
+    pub fn totals(&self, cookie: u64) -> Option<FlowTotals> {
+        self.totals.get(&cookie).copied()
+    }
+
+    /// Per socket: the counters of its flows in `present`, and the protocol their payload
+    /// showed when no two of them disagree.
+    fn add_up(
+        &self,
+        flows: &[(UdpFlowKey, UdpFlow)],
+        present: &std::collections::HashSet<UdpFlowKey>,
+    ) -> HashMap<u64, FlowTotals> {
+        let mut totals: HashMap<u64, (FlowTotals, bool)> = HashMap::new();
+        for (key, flow) in flows.iter().filter(|(key, _)| present.contains(key)) {
+            let (sum, disagree) = totals.entry(key.cookie).or_default();
+            let c = &mut sum.counters;
+            c.tx_bytes += flow.tx_bytes;
+            c.rx_bytes += flow.rx_bytes;
+            c.tx_packets += flow.tx_packets;
+            c.rx_packets += flow.rx_packets;
+            let seen = self.facts.get(key).and_then(|f| f.protocol);
+            match (sum.protocol, seen) {
+                (_, None) => {}
+                (None, Some(p)) if !*disagree => sum.protocol = Some(p),
+                (Some(q), Some(p)) if q != p => (sum.protocol, *disagree) = (None, true),
+                _ => {}
+            }
+        }
+        totals
+            .into_iter()
+            .map(|(cookie, (sum, _))| (cookie, sum))
+            .collect()
     }
 
     /// Flows the LRU map evicted to make room (a lower bound).
