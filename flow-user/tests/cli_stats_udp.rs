@@ -186,11 +186,12 @@ fn flow_stats_lists_udp_sockets_with_their_queues_inode_and_owner() {
             (&sockets.connected, "ESTAB"),
         ] {
             let local = socket.local_addr().unwrap().to_string();
-            // INODE NETID LOCAL REMOTE STATE …
+            // INODE NETID LOCAL REMOTE STATE … (a TCP socket of another process may share the
+            // local address and port)
             let words: Vec<&str> = table
                 .lines()
                 .map(|l| l.split_whitespace().collect::<Vec<_>>())
-                .find(|words| words.get(2) == Some(&local.as_str()))
+                .find(|words| words.get(1) == Some(&"udp") && words.get(2) == Some(&local.as_str()))
                 .unwrap_or_else(|| panic!("no line for {local}:\n{table}"));
             assert_eq!((words[1], words[4]), ("udp", state), "{words:?}");
         }
