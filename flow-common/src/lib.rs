@@ -294,7 +294,10 @@ pub mod stat {
     /// Typed rungs: close events published when the application released the socket
     /// (`cgroup/sock_release`, a third publish point, see [`super::SockClosed`]).
     pub const RELEASE_CLOSES: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Typed rungs: connected TCP sockets released by their application without an entry
+    /// (their close then rests on the two tracepoint points).
+    pub const RELEASE_UNTRACKED: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 /// Names of maps in the object file (also what `bpftool map show` prints).

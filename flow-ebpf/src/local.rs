@@ -127,11 +127,14 @@ pub fn close(sk: SockKey) {
 /// wrote and read is final, so publish it now, keeping the entry. `ctx` is the program's
 /// context, which for this program type is the `struct sock` itself.
 #[inline(always)]
-pub fn released(ctx: *mut c_void) {
+pub fn released(ctx: *mut c_void, state: u32) {
     // SAFETY: this program type's storage helper takes its context as the socket.
     let counters: *mut SockCounters =
         unsafe { bpf_sk_storage_get(store(), ctx, ptr::null_mut(), 0) }.cast();
     if counters.is_null() {
+        if sequence::is_connected(state) {
+            bump(stat::RELEASE_UNTRACKED);
+        }
         return;
     }
     let sk = ctx as SockKey;

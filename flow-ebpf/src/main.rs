@@ -237,8 +237,10 @@ pub fn flow_state_btf(ctx: BtfTracePointContext) -> i32 {
 #[cgroup_sock(sock_release)]
 pub fn flow_tcp_release(ctx: SockContext) -> i32 {
     // SAFETY: the context is a `struct bpf_sock`.
-    if unsafe { (*ctx.sock).protocol } == u32::from(IPPROTO_TCP) {
-        local::released(ctx.sock.cast());
+    // SAFETY: as above.
+    let (protocol, state) = unsafe { ((*ctx.sock).protocol, (*ctx.sock).state) };
+    if protocol == u32::from(IPPROTO_TCP) {
+        local::released(ctx.sock.cast(), state);
     }
     1
 }

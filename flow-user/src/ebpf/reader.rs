@@ -31,6 +31,8 @@ pub struct KernelStats {
     pub state_closes: u64,
     /// Typed rungs: close events published when the application released its socket.
     pub release_closes: u64,
+    /// Typed rungs: connected sockets released without an entry.
+    pub release_untracked: u64,
     /// Typed rungs: connections that reached `TCP_CLOSE` without an entry (not counted).
     pub untracked: u64,
     /// Typed rungs: entries the destroy program could not delete (published all the same).
@@ -319,6 +321,7 @@ impl KernelProgram {
             state_closes: read(stat::STATE_CLOSES),
             untracked: read(stat::UNTRACKED),
             release_closes: read(stat::RELEASE_CLOSES),
+            release_untracked: read(stat::RELEASE_UNTRACKED),
             delete_failures: read(stat::DELETE_FAILURES),
             missed_runs: self
                 .recursion_misses()

@@ -157,13 +157,14 @@ impl EbpfObserver {
         let stats = self.program.stats()?;
         log::info!(
             "kernel: {} entries created, close events sent: {} at release, {} at TCP_CLOSE, {} \
-             final; {} read, {} connections untracked, {} skipped runs",
+             final; {} read, {} connections untracked ({} at release), {} skipped runs",
             stats.inserts,
             stats.release_closes,
             stats.state_closes,
             stats.closes,
             self.events.closed_read(),
             stats.untracked,
+            stats.release_untracked,
             stats.missed_runs,
         );
         if stats.delete_failures > self.delete_failures {
