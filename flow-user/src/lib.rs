@@ -31,6 +31,7 @@
 pub mod attribution;
 pub mod ebpf;
 pub mod id;
+pub mod memory;
 pub mod model;
 pub mod monitor;
 pub mod names;

@@ -70,7 +70,12 @@ pub struct Monitor {
     last_observation: Option<Instant>,
     /// Names this host resolved, from the DNS answers the observer saw.
     names: crate::names::NameCache,
+    /// When the free heap was last handed back ([`crate::memory::release_free_heap`]).
+    last_trim: Instant,
 }
+
+/// How often a long-running monitor hands free heap back to the kernel.
+const HEAP_TRIM_EVERY: Duration = Duration::from_secs(30);
 
 /// How long HTTP exchanges are kept after they were last seen.
 const HTTP_RETENTION: Duration = Duration::from_secs(600);
@@ -110,6 +115,7 @@ impl Monitor {
             http_seen: HashMap::new(),
             last_observation: None,
             names: crate::names::NameCache::new(Default::default()),
+            last_trim: Instant::now(),
         }
     }
 
@@ -267,8 +273,9 @@ impl Monitor {
     pub fn step(&mut self) -> Result<Vec<ConnectionBandwidth>> {
         let observation = self.observe()?;
         let rows = self.tracker.record(&observation);
-        if self.tracker.take_shrunk() {
-            release_free_heap();
+        if self.last_trim.elapsed() >= HEAP_TRIM_EVERY {
+            crate::memory::release_free_heap();
+            self.last_trim = Instant::now();
         }
         Ok(rows)
     }
@@ -376,14 +383,3 @@ impl Monitor {
 #[cfg(test)]
 #[path = "monitor_tests.rs"]
 mod tests;
-
-/// Hands the allocator's free pages back to the kernel. glibc keeps freed memory in its arenas
-/// (a long-running `serve` or `top` held a churn's peak RSS for good); trimming after the
-/// tracker shrank costs a few milliseconds, rarely.
-fn release_free_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` only returns free memory to the kernel; no pointer is involved.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}

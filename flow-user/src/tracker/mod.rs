@@ -85,8 +85,6 @@ pub struct Tracker {
     samples_kept: usize,
     dropped_samples: u64,
     limits: HistoryLimits,
-    /// The table shrank after a burst (see [`Tracker::take_shrunk`]).
-    shrunk: bool,
 }
 
 impl Default for Tracker {
@@ -106,7 +104,6 @@ impl Tracker {
             samples_kept: 0,
             dropped_samples: 0,
             limits,
-            shrunk: false,
         }
     }
 
@@ -339,16 +336,7 @@ impl Tracker {
         self.samples_kept -= removed;
         // A burst of connections (a churn) grew the table; once they are gone, give the
         // memory back rather than hold the burst's peak for the life of a long-running command.
-        let len = self.tracked.len();
-        if self.tracked.capacity() > 4 * len + 4096 {
-            self.tracked.shrink_to(2 * len);
-            self.shrunk = true;
-        }
-    }
-
-    /// Whether the table shrank since the last call (the heap then has pages to give back).
-    pub fn take_shrunk(&mut self) -> bool {
-        std::mem::take(&mut self.shrunk)
+        crate::memory::shrink_if_sparse(&mut self.tracked);
     }
 }
 

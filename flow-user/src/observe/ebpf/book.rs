@@ -57,6 +57,7 @@ impl FactsBook {
     pub fn expire(&mut self, at: Instant, alive: impl Fn(&KernelIdentity) -> bool) {
         self.facts
             .retain(|id, f| alive(id) || at.duration_since(f.updated) < IDENTITY_GRACE);
+        crate::memory::shrink_if_sparse(&mut self.facts);
     }
 }
 
@@ -106,6 +107,7 @@ impl<K: std::hash::Hash + Eq + Copy> Closes<K> {
     pub fn expire(&mut self, at: Instant) {
         self.reported
             .retain(|_, (_, _, when)| at.duration_since(*when) < IDENTITY_GRACE);
+        crate::memory::shrink_if_sparse(&mut self.reported);
     }
 }
 

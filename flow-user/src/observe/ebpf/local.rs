@@ -252,6 +252,7 @@ impl LocalBook {
         self.closes.expire(at);
         self.live
             .retain(|_, k| at.duration_since(k.last_seen) < UNLISTED_EXPIRY);
+        crate::memory::shrink_if_sparse(&mut self.live);
     }
 }
 
