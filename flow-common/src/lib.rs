@@ -34,6 +34,11 @@ pub struct SockTuple {
 }
 
 /// Per-socket counters kept by the kernel program.
+///
+/// What the delta walk reads of an idle socket's entry (`state_jiffies`, `walk_marks`,
+/// `last_jiffies`) lies in its first 56 bytes: in socket-local storage the entry follows the
+/// kernel's 8-byte map pointer at the start of a cache-aligned line, which the storage lookup
+/// has just read, so those reads cost no cache miss of their own.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockCounters {
@@ -44,10 +49,14 @@ pub struct SockCounters {
     /// Bytes the application read from the socket since the entry was created (`MSG_PEEK`
     /// reads excluded), counted the same way as `tx_bytes`.
     pub rx_bytes: u64,
-    /// Number of send calls that moved at least one byte.
-    pub tx_calls: u64,
-    /// Number of receive calls that moved at least one byte.
-    pub rx_calls: u64,
+    /// `jiffies64` of the socket's last TCP state change while it had an entry (typed rungs;
+    /// 0 until one happens). With `last_jiffies`, what the incremental read compares.
+    pub state_jiffies: u64,
+    /// Sequence counting: `write_seq << 32 | copied_seq` as the `iter/tcp` delta walk last read
+    /// them in full (0: not yet). Only those two move the counters (acks and arriving data
+    /// move their other inputs in step), so a walk that finds them unchanged skips the socket's
+    /// other reads; see `walk_locked` in the kernel crate for when it may.
+    pub walk_marks: u64,
     /// `CLOCK_MONOTONIC` nanoseconds of the first byte moved (with the socket's address, its
     /// identity: precise enough to tell apart sockets that reuse one address quickly).
     pub first_ns: u64,
@@ -55,6 +64,10 @@ pub struct SockCounters {
     /// 10 ms; a precise clock read per event would cost a third of the counting program.
     pub first_jiffies: u64,
     pub last_jiffies: u64,
+    /// Number of send calls that moved at least one byte.
+    pub tx_calls: u64,
+    /// Number of receive calls that moved at least one byte.
+    pub rx_calls: u64,
     /// `tgid << 32 | tid` of the last task that moved data.
     pub pid_tgid: u64,
     /// Command name of that task's thread (NUL padded).
@@ -67,9 +80,6 @@ pub struct SockCounters {
     /// The kernel's socket cookie, unique per socket for the boot: what tells this socket from
     /// a later one on the same 4-tuple. Set by the typed rungs; 0 on the others.
     pub cookie: u64,
-    /// `jiffies64` of the socket's last TCP state change while it had an entry (typed rungs;
-    /// 0 until one happens). With `last_jiffies`, what the incremental read compares.
-    pub state_jiffies: u64,
     /// `bpf_get_current_cgroup_id()` of the last task that moved data (the cgroup v2
     /// directory's inode), read only when the owning process changes, as `comm` is; 0 before
     /// the first byte (or without cgroup v2).
@@ -264,7 +274,9 @@ pub struct SockOffsets {
     pub bytes_received: u32,
     /// `struct sock` → `sk_flags` (`SOCK_DONE`: the peer's FIN was received).
     pub sk_flags: u32,
-    pub _pad: u32,
+    /// `struct sock` → `sk_bpf_storage`: null on a socket without socket-local storage, so
+    /// without an entry (the delta walk skips it without a lookup).
+    pub sk_bpf_storage: u32,
 }
 
 /// Indexes into the kernel program's statistics array (`FLOW_STATS`).
@@ -348,6 +360,20 @@ pub mod globals {
     pub const SOCK_OFFSETS: &str = "FLOW_SOCK_OFFSETS";
     /// [`super::counting`]: how the typed rungs count bytes.
     pub const COUNTING: &str = "FLOW_COUNTING";
+    /// [`super::sock_reads`] bits: how the typed programs may read socket fields.
+    pub const SOCK_READS: &str = "FLOW_SOCK_READS";
+}
+
+/// Bits of the [`globals::SOCK_READS`] global, which the loader sets from the kernel's BTF.
+pub mod sock_reads {
+    /// The kernel has `bpf_skc_to_tcp_sock`: typed programs read TCP socket fields by direct
+    /// loads through the `struct tcp_sock *` it returns (checked against BTF at load) instead
+    /// of a `bpf_probe_read_kernel` call per field.
+    pub const TYPED: u32 = 1;
+    /// `iter/tcp` runs its program under each socket's lock (the batching iterator, Linux
+    /// 5.15+): a walk reads each socket as one consistent snapshot, so the delta walk may keep
+    /// [`super::SockCounters::walk_marks`] and skip sockets whose marks did not move.
+    pub const LOCKED_WALK: u32 = 2;
 }
 
 /// Default capacity of the socket map; the loader may change it.
@@ -390,14 +416,17 @@ mod tests {
         assert_eq!(size_of::<SockTuple>(), 40);
         assert_eq!(
             size_of::<SockCounters>(),
-            8 * 8 + 16 + 40 + 8 + 8 + 8 + 8 + 8 + 16
+            8 * 8 + 16 + 40 + 8 + 8 + 8 + 8 + 8 + 16 + 8
         );
-        assert_eq!(core::mem::offset_of!(SockCounters, fin_seq), 156);
-        assert_eq!(core::mem::offset_of!(SockCounters, tx_seq_base), 160);
-        assert_eq!(core::mem::offset_of!(SockCounters, flags), 124);
-        assert_eq!(core::mem::offset_of!(SockCounters, state_jiffies), 136);
-        assert_eq!(core::mem::offset_of!(SockCounters, cgroup_id), 144);
-        assert_eq!(core::mem::offset_of!(SockCounters, netns), 152);
+        assert_eq!(core::mem::offset_of!(SockCounters, fin_seq), 164);
+        assert_eq!(core::mem::offset_of!(SockCounters, tx_seq_base), 168);
+        assert_eq!(core::mem::offset_of!(SockCounters, flags), 140);
+        assert_eq!(core::mem::offset_of!(SockCounters, cgroup_id), 152);
+        assert_eq!(core::mem::offset_of!(SockCounters, netns), 160);
+        // The idle walk's reads: within the first 56 bytes (see the type's doc).
+        assert_eq!(core::mem::offset_of!(SockCounters, state_jiffies), 16);
+        assert_eq!(core::mem::offset_of!(SockCounters, walk_marks), 24);
+        assert_eq!(core::mem::offset_of!(SockCounters, last_jiffies), 48);
         assert_eq!(size_of::<PayloadEvent>(), 24 + PAYLOAD_MAX);
         assert_eq!(size_of::<HelloEvent>(), 24 + HELLO_MAX);
         // The payload ring's two record kinds are told apart by their length.

@@ -18,15 +18,23 @@ use crate::maps::SOCKET_STORE;
 use crate::{
     capture::{maybe_capture, wants},
     counting::{add, note_mover, Direction},
+    fields::Fields,
     publish::{bump, publish_closed, publish_released, publish_state_closed},
-    read::{read_kernel, read_tuple},
+    read::read_tuple,
     sequence::{self, Stamp},
-    table::{netns_of, SKC_STATE},
+    table::{netns_of, offset},
 };
 
 #[inline(always)]
 fn store() -> *mut c_void {
     ptr::from_ref(&SOCKET_STORE).cast_mut().cast()
+}
+
+/// False when the socket has no socket-local storage at all (`sk_bpf_storage` null), so no
+/// entry: a load where [`entry`] would be a helper call.
+#[inline(always)]
+pub fn may_have_entry(sk: Fields) -> bool {
+    sk.u64(offset!(sk_bpf_storage)) != 0
 }
 
 /// The socket's entry, or null when it has none.
@@ -92,9 +100,8 @@ pub fn create(sk: SockKey) -> *mut SockCounters {
             read_tuple(sk, &mut (*counters).tuple);
             (*counters).cookie = bpf_get_socket_cookie(sk as *mut c_void);
             (*counters).netns = netns_of(sk);
-            let mut state = 0u8;
-            read_kernel(&mut state, sk, SKC_STATE);
-            sequence::start(sk, &mut *counters, u32::from(state));
+            let fields = Fields::of(sk);
+            sequence::start(fields, &mut *counters, fields.state());
         }
     }
     counters
@@ -107,10 +114,11 @@ pub fn close(sk: SockKey) {
     if counters.is_null() {
         return;
     }
+    let fields = Fields::of(sk);
     // SAFETY: non-null storage of this socket: brought up to date, then copied before it is
     // deleted.
     let (last, moved) = unsafe {
-        let moved = sequence::refresh(sk, &mut *counters, Stamp::Now);
+        let moved = sequence::refresh(fields, &mut *counters, fields.state(), Stamp::Now);
         (*counters, moved)
     };
     // SAFETY: as in `entry`.
@@ -140,7 +148,9 @@ pub fn released(ctx: *mut c_void, state: u32) {
     let sk = ctx as SockKey;
     // SAFETY: non-null storage of this socket, valid for this program run.
     let counters = unsafe { &mut *counters };
-    sequence::refresh(sk, counters, Stamp::Now);
+    // Not a BTF-typed pointer: no direct loads, no `bpf_skc_to_tcp_sock` here.
+    let fields = Fields::probed(sk);
+    sequence::refresh(fields, counters, fields.state(), Stamp::Now);
     if publish_released(sk, counters) {
         // A plain store: a state change racing on another CPU can lose this bit, and then
         // the later points publish again, which userspace folds (largest per cookie).
@@ -187,6 +197,7 @@ pub fn state_changed(sk: SockKey, old_state: i32, new_state: i32) {
     }
     // SAFETY: non-null storage of this socket, valid for this program run.
     let counters = unsafe { &mut *counters };
+    let fields = Fields::of(sk);
     // SAFETY: reads the tick counter.
     counters.state_jiffies = unsafe { bpf_jiffies64() };
     // `tcp_close` after `shutdown(SHUT_WR)` sets the same state again, after the FIN: only the
@@ -196,12 +207,11 @@ pub fn state_changed(sk: SockKey, old_state: i32, new_state: i32) {
     {
         // `tcp_send_fin` follows: the FIN takes the sequence number `write_seq` has now.
         counters.flags |= entry_flags::FIN_SENT;
-        counters.fin_seq = sequence::write_seq(sk);
+        counters.fin_seq = sequence::write_seq(fields);
     }
     if new_state == TCP_CLOSE {
         // The old state is still the socket's own here (the tracepoint precedes the store).
-        sequence::note_fin(sk, counters, old_state as u32);
-        let moved = sequence::refresh(sk, counters, Stamp::Now);
+        let moved = sequence::refresh(fields, counters, old_state as u32, Stamp::Now);
         counters.flags |= entry_flags::CLOSE_PUBLISHED;
         if unpublished(counters, moved) {
             publish_state_closed(sk, counters);

@@ -17,6 +17,7 @@
 
 mod capture;
 mod counting;
+mod fields;
 mod hashed;
 mod hello;
 mod local;

@@ -22,13 +22,19 @@
 //! The entry keeps both values as of its creation (`tx_seq_base`, `rx_seq_base`); `tx_bytes`
 //! and `rx_bytes` are the current values less those, as with per-event counting: app bytes
 //! since the entry was created.
+//!
+//! So only two of these fields move the counters: `write_seq` (an ack moves `bytes_acked` and
+//! `snd_una` together) and `copied_seq` (arriving data moves `bytes_received` and `rcv_nxt`
+//! together; the FIN's byte is taken back only once `copied_seq` moves past it). The delta walk
+//! reads those two first and skips the rest of a socket whose two did not move
+//! ([`refresh_walked`]): most sockets of a poll.
 
 use aya_ebpf::helpers::generated::bpf_jiffies64;
-use flow_common::{counting, entry_flags, SockCounters, SockKey};
+use flow_common::{counting, entry_flags, SockCounters};
 
 use crate::{
-    read::read_kernel,
-    table::{offset, SKC_STATE},
+    fields::{walk_locked, Fields},
+    table::offset,
 };
 
 /// [`counting`]: set by the loader (read-only data, so the verifier drops what the mode does
@@ -76,45 +82,34 @@ pub fn fin_queued_in(state: u32) -> bool {
     )
 }
 
-#[inline(always)]
-fn read_u32(sk: SockKey, offset: u32) -> u32 {
-    let mut value = 0u32;
-    read_kernel(&mut value, sk, offset as usize);
-    value
-}
-
-#[inline(always)]
-fn read_u64(sk: SockKey, offset: u32) -> u64 {
-    let mut value = 0u64;
-    read_kernel(&mut value, sk, offset as usize);
-    value
-}
-
 /// `write_seq` now.
 #[inline(always)]
-pub fn write_seq(sk: SockKey) -> u32 {
-    read_u32(sk, offset!(write_seq))
+pub fn write_seq(sk: Fields) -> u32 {
+    sk.u32(offset!(write_seq))
 }
 
 /// The socket's app bytes written and read so far (module doc), FINs excluded.
 #[inline(always)]
-pub fn now(sk: SockKey, entry: &SockCounters) -> (u64, u64) {
-    let write_seq = read_u32(sk, offset!(write_seq));
-    let snd_una = read_u32(sk, offset!(snd_una));
-    let mut written =
-        read_u64(sk, offset!(bytes_acked)).wrapping_add(u64::from(write_seq.wrapping_sub(snd_una)));
+pub fn now(sk: Fields, entry: &SockCounters) -> (u64, u64) {
+    let write_seq = write_seq(sk);
+    let snd_una = sk.u32(offset!(snd_una));
+    let mut written = sk
+        .u64(offset!(bytes_acked))
+        .wrapping_add(u64::from(write_seq.wrapping_sub(snd_una)));
     if entry.flags & entry_flags::FIN_SENT != 0 && write_seq != entry.fin_seq {
         written = written.wrapping_sub(1);
     }
-    let unread = read_u32(sk, offset!(rcv_nxt)).wrapping_sub(read_u32(sk, offset!(copied_seq)));
+    let unread = sk
+        .u32(offset!(rcv_nxt))
+        .wrapping_sub(sk.u32(offset!(copied_seq)));
     // A reader ahead of `rcv_nxt` (never in practice) counts as nothing unread.
     let unread = if (unread as i32) < 0 {
         0
     } else {
         u64::from(unread)
     };
-    let mut read = read_u64(sk, offset!(bytes_received)).wrapping_sub(unread);
-    if unread == 0 && read_u64(sk, offset!(sk_flags)) & SOCK_DONE != 0 {
+    let mut read = sk.u64(offset!(bytes_received)).wrapping_sub(unread);
+    if unread == 0 && sk.u64(offset!(sk_flags)) & SOCK_DONE != 0 {
         read = read.wrapping_sub(1);
     }
     (written, read)
@@ -122,7 +117,7 @@ pub fn now(sk: SockKey, entry: &SockCounters) -> (u64, u64) {
 
 /// A new entry (sequence counting): notes a FIN already queued, and takes the bases.
 #[inline(always)]
-pub fn start(sk: SockKey, entry: &mut SockCounters, state: u32) {
+pub fn start(sk: Fields, entry: &mut SockCounters, state: u32) {
     if !by_sequence() {
         return;
     }
@@ -136,7 +131,7 @@ pub fn start(sk: SockKey, entry: &mut SockCounters, state: u32) {
 /// that queued it (created later, or a skipped run of the state program): its FIN is the
 /// sequence number before `write_seq`.
 #[inline(always)]
-pub fn note_fin(sk: SockKey, entry: &mut SockCounters, state: u32) {
+pub fn note_fin(sk: Fields, entry: &mut SockCounters, state: u32) {
     if entry.flags & entry_flags::FIN_SENT == 0 && fin_queued_in(state) {
         entry.flags |= entry_flags::FIN_SENT;
         entry.fin_seq = write_seq(sk).wrapping_sub(1);
@@ -144,17 +139,15 @@ pub fn note_fin(sk: SockKey, entry: &mut SockCounters, state: u32) {
 }
 
 /// Brings the entry's `tx_bytes`/`rx_bytes` up to the socket's sequence numbers (sequence
-/// counting; nothing otherwise), stamping `last_jiffies` when they moved. Never lowers them:
-/// a walk that reads a socket mid-change (the storage walk does not lock it) is put right by
-/// the next.
+/// counting; nothing otherwise), stamping `last_jiffies` when they moved. `state` is the
+/// socket's TCP state, which every caller has already read. Never lowers the counters: a walk
+/// that reads a socket mid-change (the storage walk does not lock it) is put right by the next.
 #[inline(always)]
-pub fn refresh(sk: SockKey, entry: &mut SockCounters, stamp: Stamp) -> bool {
+pub fn refresh(sk: Fields, entry: &mut SockCounters, state: u32, stamp: Stamp) -> bool {
     if !by_sequence() {
         return false;
     }
-    let mut state = 0u8;
-    read_kernel(&mut state, sk, SKC_STATE);
-    note_fin(sk, entry, u32::from(state));
+    note_fin(sk, entry, state);
     let (written, read) = now(sk, entry);
     let tx = written.saturating_sub(entry.tx_seq_base);
     let rx = read.saturating_sub(entry.rx_seq_base);
@@ -169,6 +162,43 @@ pub fn refresh(sk: SockKey, entry: &mut SockCounters, stamp: Stamp) -> bool {
         Stamp::At(tick) => tick,
     };
     true
+}
+
+/// The two fields that move the counters (module doc), as `walk_marks` keeps them.
+#[inline(always)]
+pub fn marks(sk: Fields) -> u64 {
+    (u64::from(write_seq(sk)) << 32) | u64::from(sk.u32(offset!(copied_seq)))
+}
+
+/// [`refresh`] for the `iter/tcp` delta walk, which visits every socket each poll: when the
+/// socket's [`marks`] (read by the caller) are as this walk last read them in full
+/// (`walk_marks`), the counters cannot have moved and nothing else is read. Then a full
+/// refresh would change nothing either: the counters were brought up to those values, and
+/// since then acks and arriving data moved only fields that cancel out, a reset's `SOCK_DONE`
+/// only lowers what is read, and a FIN queued meanwhile moved `write_seq`. Only a walk that
+/// reads each socket under its lock keeps marks ([`walk_locked`]): a torn read must not be
+/// trusted until the socket moves again.
+#[inline(always)]
+pub fn refresh_walked(
+    sk: Fields,
+    entry: &mut SockCounters,
+    state: u32,
+    marks: u64,
+    stamp: Stamp,
+) -> bool {
+    if !by_sequence() {
+        return false;
+    }
+    if !walk_locked() {
+        return refresh(sk, entry, state, stamp);
+    }
+    // 0 means "not read yet": a socket whose two values are both 0 is simply read in full.
+    if marks != 0 && marks == entry.walk_marks {
+        return false;
+    }
+    let moved = refresh(sk, entry, state, stamp);
+    entry.walk_marks = marks;
+    moved
 }
 
 /// The `last_jiffies` a refresh that moved the counters gives the entry.

@@ -10,6 +10,7 @@ use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_jiffies64, bpf_seq
 use flow_common::{read_mark, ReadMark, SockCounters, SockKey, SockOffsets, SockSeen};
 
 use crate::{
+    fields::{typed_state, Fields},
     local,
     maps::READ_SINCE,
     read::{read_kernel, read_tuple, zero_in_place},
@@ -34,11 +35,9 @@ pub(crate) static FLOW_SOCK_OFFSETS: SockOffsets = SockOffsets {
     bytes_acked: 0,
     bytes_received: 0,
     sk_flags: 0,
-    _pad: 0,
+    sk_bpf_storage: 0,
 };
 
-/// `skc_state` in `struct sock_common` (as stable as the tuple offsets in `read`).
-pub(crate) const SKC_STATE: usize = 18;
 const TCP_TIME_WAIT: u32 = 6;
 const TCP_LISTEN: u32 = 10;
 const TCP_NEW_SYN_RECV: u32 = 12;
@@ -61,15 +60,16 @@ pub fn write_socket(seq: *mut c_void, sk: SockKey, uid: u32) {
     let mut record = core::mem::MaybeUninit::<SockSeen>::uninit();
     let seen = zero_in_place(&mut record);
     seen.uid = uid;
-    fill(sk, seen);
+    fill(sk, typed_state(sk), seen);
     // TIME_WAIT and request sockets are a `sock_common` only: no file, queues or counters.
     let mut counters: *mut SockCounters = core::ptr::null_mut();
     if seen.state != TCP_TIME_WAIT && seen.state != TCP_NEW_SYN_RECV {
-        full_socket(sk, seen);
+        let fields = Fields::of(sk);
+        full_socket(sk, fields, seen);
         counters = local::entry(sk);
         if !counters.is_null() {
             // SAFETY: non-null storage of this socket, valid for this program run.
-            sequence::refresh(sk, unsafe { &mut *counters }, Stamp::Now);
+            sequence::refresh(fields, unsafe { &mut *counters }, seen.state, Stamp::Now);
         }
         seen.has_counters = u32::from(!counters.is_null());
     }
@@ -97,19 +97,26 @@ pub fn write_stored(seq: *mut c_void, seq_num: u64, sk: SockKey, entry: *const S
         return;
     }
     let since = READ_SINCE.get(0).copied().unwrap_or(0);
+    // Storage hangs only off full sockets.
+    let fields = Fields::of(sk);
+    let state = fields.state();
     // SAFETY: the entry is the iterator's map value, readable and writable for its whole size.
-    let moved = sequence::refresh(sk, unsafe { &mut *entry.cast_mut() }, Stamp::At(since));
+    let moved = sequence::refresh(
+        fields,
+        unsafe { &mut *entry.cast_mut() },
+        state,
+        Stamp::At(since),
+    );
     // SAFETY: the entry is the iterator's map value, readable for its whole size.
-    let (last, state) = unsafe { ((*entry).last_jiffies, (*entry).state_jiffies) };
-    if !moved && last < since && state < since {
+    let (last, changed) = unsafe { ((*entry).last_jiffies, (*entry).state_jiffies) };
+    if !moved && last < since && changed < since {
         return;
     }
     let mut record = core::mem::MaybeUninit::<SockSeen>::uninit();
     let seen = zero_in_place(&mut record);
     read_kernel(&mut seen.uid, sk, offset!(sk_uid) as usize);
-    fill(sk, seen);
-    // Storage hangs only off full sockets.
-    full_socket(sk, seen);
+    fill(sk, state, seen);
+    full_socket(sk, fields, seen);
     seen.has_counters = 1;
     write_row(seq, seen, entry);
 }
@@ -128,28 +135,38 @@ pub fn write_changed_tcp(seq: *mut c_void, seq_num: u64, sk: SockKey, uid: u32) 
         mark(seq, read_mark::END, seq_num);
         return;
     }
-    let mut state = 0u8;
-    read_kernel(&mut state, sk, SKC_STATE);
-    if u32::from(state) == TCP_TIME_WAIT || u32::from(state) == TCP_NEW_SYN_RECV {
+    // An idle socket costs this path only: its state, its entry, its two sequence marks and
+    // the entry's two ticks (`sequence::refresh_walked`), all direct loads but two helper
+    // calls. Most of it is cache misses (the walk's working set is every socket), so the loads
+    // that do not depend on each other come before the entry's lookup, which chases three
+    // pointers in turn: their misses overlap with it.
+    let state = typed_state(sk);
+    if state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV {
         return;
     }
+    let fields = Fields::of(sk);
+    if !local::may_have_entry(fields) {
+        return;
+    }
+    let marks = sequence::marks(fields);
     let entry = local::entry(sk);
     if entry.is_null() {
         return;
     }
     let since = READ_SINCE.get(0).copied().unwrap_or(0);
     // SAFETY: non-null storage of this socket, valid for this program run.
-    let moved = sequence::refresh(sk, unsafe { &mut *entry }, Stamp::At(since));
+    let entry_ref = unsafe { &mut *entry };
+    let moved = sequence::refresh_walked(fields, entry_ref, state, marks, Stamp::At(since));
     // SAFETY: non-null storage of this socket.
-    let (last, state) = unsafe { ((*entry).last_jiffies, (*entry).state_jiffies) };
-    if !moved && last < since && state < since {
+    let (last, changed) = unsafe { ((*entry).last_jiffies, (*entry).state_jiffies) };
+    if !moved && last < since && changed < since {
         return;
     }
     let mut record = core::mem::MaybeUninit::<SockSeen>::uninit();
     let seen = zero_in_place(&mut record);
     seen.uid = uid;
-    fill(sk, seen);
-    full_socket(sk, seen);
+    fill(sk, state, seen);
+    full_socket(sk, fields, seen);
     seen.has_counters = 1;
     write_row(seq, seen, entry);
 }
@@ -167,13 +184,12 @@ fn mark(seq: *mut c_void, kind: u64, value: u64) {
     };
 }
 
-/// What every socket has, full or not: address, state, tuple, cookie, network namespace.
+/// What every socket has, full or not: address, state (read by the caller), tuple, cookie,
+/// network namespace.
 #[inline(always)]
-fn fill(sk: SockKey, seen: &mut SockSeen) {
+fn fill(sk: SockKey, state: u32, seen: &mut SockSeen) {
     seen.sock = sk;
-    let mut state = 0u8;
-    read_kernel(&mut state, sk, SKC_STATE);
-    seen.state = u32::from(state);
+    seen.state = state;
     // SAFETY: `sk` is the iterator's socket.
     unsafe { read_tuple(sk, &mut seen.tuple) };
     // SAFETY: the helper takes the typed socket and gives a cookie to one that has none.
@@ -219,29 +235,30 @@ fn write_row(seq: *mut c_void, seen: &SockSeen, counters: *const SockCounters) {
     }
 }
 
+/// A full socket's inode, queues and segment counts (`fields` reads `sk`).
 #[inline(always)]
-fn full_socket(sk: SockKey, seen: &mut SockSeen) {
+fn full_socket(sk: SockKey, fields: Fields, seen: &mut SockSeen) {
+    // Through the untyped address: the inode lies past `struct socket`, in the
+    // `struct socket_alloc` around it, where a typed load may not go.
     let mut socket = 0u64;
     read_kernel(&mut socket, sk, offset!(sk_socket) as usize);
     if socket != 0 {
         let ino = socket.wrapping_add_signed(i64::from(offset!(socket_to_ino)));
         read_kernel(&mut seen.inode, ino, 0);
     }
-    let field = |offset: u32| {
-        let mut value = 0u32;
-        read_kernel(&mut value, sk, offset as usize);
-        value
-    };
     // As /proc/net/tcp computes them: a listener's receive queue is its accept backlog, and a
     // negative unread count (a reader ahead of rcv_nxt) shows as 0.
     seen.rx_queue = if seen.state == TCP_LISTEN {
-        field(offset!(sk_ack_backlog))
+        fields.u32(offset!(sk_ack_backlog))
     } else {
-        (field(offset!(rcv_nxt)).wrapping_sub(field(offset!(copied_seq))) as i32).max(0) as u32
+        (fields
+            .u32(offset!(rcv_nxt))
+            .wrapping_sub(fields.u32(offset!(copied_seq))) as i32)
+            .max(0) as u32
     };
-    seen.tx_queue = field(offset!(write_seq)).wrapping_sub(field(offset!(snd_una)));
-    read_kernel(&mut seen.segs_in, sk, offset!(segs_in) as usize);
-    read_kernel(&mut seen.segs_out, sk, offset!(segs_out) as usize);
+    seen.tx_queue = sequence::write_seq(fields).wrapping_sub(fields.u32(offset!(snd_una)));
+    seen.segs_in = fields.u32(offset!(segs_in));
+    seen.segs_out = fields.u32(offset!(segs_out));
 }
 
 /// Called by the one-time `iter/tcp` walk at load (sequence counting): gives every connection
@@ -249,9 +266,7 @@ fn full_socket(sk: SockKey, seen: &mut SockSeen) {
 /// connecting, closed ones, TIME_WAIT and request sockets get none.
 #[inline(always)]
 pub fn adopt(sk: SockKey) {
-    let mut state = 0u8;
-    read_kernel(&mut state, sk, SKC_STATE);
-    if sequence::is_connected(u32::from(state)) && local::entry(sk).is_null() {
+    if sequence::is_connected(typed_state(sk)) && local::entry(sk).is_null() {
         local::create(sk);
     }
 }

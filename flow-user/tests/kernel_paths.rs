@@ -641,3 +641,67 @@ fn shutdown_then_close_counts_no_fin() {
         assert_eq!((c.tx_bytes, c.rx_bytes), (300, 1700), "flags {}", c.flags);
     }
 }
+
+/// `(tx, rx)` of each of `ends` in one incremental read (`None`: not in it).
+fn changed_of(
+    program: &mut KernelProgram,
+    ends: [(SocketAddr, SocketAddr); 2],
+) -> [Option<(u64, u64)>; 2] {
+    let rows = program.changed_sockets().unwrap().rows;
+    ends.map(|addrs| {
+        rows.iter()
+            .filter(|row| tuple_addrs(&row.socket.tuple) == Some(addrs))
+            .find_map(|row| row.counters)
+            .map(|c| (c.tx_bytes, c.rx_bytes))
+    })
+}
+
+/// Socket fields read through a helper call each (what a kernel without `bpf_skc_to_tcp_sock`
+/// runs) count what direct loads count: live in the incremental read and the full table, and
+/// at close. Both programs are loaded at once over the same traffic; incremental reads come
+/// before, between and after it, so one finds both ends moved since the previous read and the
+/// next (a few ticks later) finds them idle.
+#[test]
+fn probe_reads_count_as_typed_reads() {
+    let Some(mut typed) = load_sequence() else {
+        return;
+    };
+    if typed.rung().store() != Store::Local {
+        return;
+    }
+    let mut probed = KernelProgram::load(&LoadOptions {
+        probe_reads: true,
+        ..support::options()
+    })
+    .unwrap();
+    assert!(!probed.typed_reads());
+    let closed = KernelEvents::start(&mut probed, false).unwrap();
+    for bind in BINDS {
+        let pair = pair(bind);
+        let (client, server) = (pair.client_addrs(), pair.server_addrs());
+        let mut up = support::transfer(&pair.client, &pair.server, &[1, 65_536]);
+        let mut down = support::transfer(&pair.server, &pair.client, &[1_500]);
+        for program in [&mut typed, &mut probed] {
+            assert_ends(program, client, server, up, down, bind);
+            program.changed_sockets().unwrap();
+        }
+        up += support::transfer(&pair.client, &pair.server, &[1_048_576, 7]);
+        down += support::transfer(&pair.server, &pair.client, &[3]);
+        for program in [&mut typed, &mut probed] {
+            let moved = changed_of(program, [client, server]);
+            assert_eq!(moved, [Some((up, down)), Some((down, up))], "{bind}, moved");
+            assert_ends(program, client, server, up, down, bind);
+            // A later tick: an unchanged entry is not reported again.
+            thread::sleep(Duration::from_millis(50));
+            assert_eq!(
+                changed_of(program, [client, server]),
+                [None, None],
+                "{bind}, idle"
+            );
+        }
+        drop(pair);
+        let events = closes_of(&closed, client, server);
+        assert_eq!(final_of(&events, client), (up, down), "{bind} client");
+        assert_eq!(final_of(&events, server), (down, up), "{bind} server");
+    }
+}

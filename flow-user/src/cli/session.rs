@@ -25,6 +25,7 @@ pub(super) fn monitor_options(global: &Global) -> MonitorOptions {
                 global.payload_bytes
             },
             udp_flows: global.udp_flows,
+            probe_reads: false,
         },
         kernel_log: global.verbose > 0,
         ..MonitorOptions::default()

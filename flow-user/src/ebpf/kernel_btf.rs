@@ -4,15 +4,17 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Backend, Btf, Type};
-use flow_common::SockOffsets;
+use flow_common::{sock_reads, SockOffsets};
 
 const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 /// What the typed programs need: `sk_protocol` for the tp_btf hooks, the rest for the socket
-/// iterator.
+/// iterator, and how they may read socket fields.
 pub struct KernelOffsets {
     pub sk_protocol: u32,
     pub sock: SockOffsets,
+    /// [`sock_reads`] bits this kernel allows.
+    pub sock_reads: u32,
 }
 
 pub fn kernel_offsets() -> Result<KernelOffsets> {
@@ -25,6 +27,7 @@ pub fn kernel_offsets() -> Result<KernelOffsets> {
         - i64::from(at("socket_alloc", "socket")?)
         + i64::from(at("inode", "i_ino")?);
     Ok(KernelOffsets {
+        sock_reads: sock_reads_of(&btf),
         sk_protocol: at("sock", "sk_protocol")?,
         sock: SockOffsets {
             sk_socket: at("sock", "sk_socket")?,
@@ -47,9 +50,41 @@ pub fn kernel_offsets() -> Result<KernelOffsets> {
                 Ok(offset) => offset,
                 Err(_) => at("sock", "__sk_common")? + at("sock_common", "skc_flags")?,
             },
-            _pad: 0,
+            sk_bpf_storage: at("sock", "sk_bpf_storage")?,
         },
     })
+}
+
+/// [`sock_reads`] bits from the kernel's types: `TYPED` when the verifier knows the helper
+/// `bpf_skc_to_tcp_sock` (a member of `enum bpf_func_id`, Linux 5.9+); `LOCKED_WALK` when the
+/// TCP iterator is the batching one (`struct bpf_tcp_iter_state`, Linux 5.15+), which runs the
+/// program with the socket locked. Without them the programs read each field through a helper
+/// call and the delta walk reads every socket in full, as before either existed.
+fn sock_reads_of(btf: &Btf) -> u32 {
+    let has_helper = btf
+        .resolve_types_by_name("bpf_func_id")
+        .unwrap_or_default()
+        .iter()
+        .any(|ty| match ty {
+            Type::Enum(e) => e.members.iter().any(|m| {
+                btf.resolve_name(m)
+                    .is_ok_and(|name| name == "BPF_FUNC_skc_to_tcp_sock")
+            }),
+            _ => false,
+        });
+    let locked_walk = btf
+        .resolve_types_by_name("bpf_tcp_iter_state")
+        .unwrap_or_default()
+        .iter()
+        .any(|ty| matches!(ty, Type::Struct(_)));
+    let mut reads = 0;
+    if has_helper {
+        reads |= sock_reads::TYPED;
+    }
+    if locked_walk {
+        reads |= sock_reads::LOCKED_WALK;
+    }
+    reads
 }
 
 /// Byte offset of `member` in `struct name`, looking through anonymous structs and unions;
@@ -111,6 +146,12 @@ mod tests {
         assert!(sock.bytes_acked > 0x88 && sock.bytes_received > 0x88);
         assert_ne!(sock.bytes_acked, sock.bytes_received);
         assert!(sock.sk_flags > 0);
+        assert!(sock.sk_bpf_storage > 0x88);
+        // Every kernel this project runs on (5.15+) has both.
+        assert_eq!(
+            offsets.sock_reads,
+            sock_reads::TYPED | sock_reads::LOCKED_WALK
+        );
         let btf = Btf::from_file(VMLINUX).unwrap();
         assert!(member_byte_offset(&btf, "sock", "no_such_member").is_err());
     }

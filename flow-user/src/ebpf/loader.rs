@@ -5,8 +5,8 @@ use std::os::fd::OwnedFd;
 use anyhow::{anyhow, Result};
 use aya::{Btf, Ebpf, EbpfLoader};
 use flow_common::{
-    counting, globals, maps, programs, SockOffsets, DEFAULT_MAP_ENTRIES, PAYLOAD_DEFAULT,
-    PAYLOAD_MAX,
+    counting, globals, maps, programs, sock_reads, SockOffsets, DEFAULT_MAP_ENTRIES,
+    PAYLOAD_DEFAULT, PAYLOAD_MAX,
 };
 
 use super::{
@@ -31,6 +31,9 @@ pub struct LoadOptions {
     pub payload_bytes: u32,
     /// Capacity of the UDP flow map (LRU: the least recently used flows are evicted beyond).
     pub udp_flows: u32,
+    /// Read socket fields through a helper call each, as on a kernel without
+    /// `bpf_skc_to_tcp_sock`, even where direct loads are allowed: for tests of that path.
+    pub probe_reads: bool,
 }
 
 impl Default for LoadOptions {
@@ -40,6 +43,7 @@ impl Default for LoadOptions {
             rung: None,
             payload_bytes: PAYLOAD_DEFAULT,
             udp_flows: flow_common::udp::DEFAULT_UDP_FLOWS,
+            probe_reads: false,
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct KernelProgram {
     pub(super) udp: Result<super::udp::UdpCounting, String>,
     /// Typed rungs: why the release publish point is missing, when the kernel refused it.
     pub(super) release_refused: Option<String>,
+    /// [`sock_reads`] bits the programs were loaded with.
+    sock_reads: u32,
 }
 
 impl KernelProgram {
@@ -111,6 +117,10 @@ impl KernelProgram {
         let (sk_protocol, sock_offsets) = offsets
             .as_ref()
             .map_or((0, SockOffsets::default()), |o| (o.sk_protocol, o.sock));
+        let mut reads = offsets.as_ref().map_or(0, |o| o.sock_reads);
+        if options.probe_reads {
+            reads &= !sock_reads::TYPED;
+        }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::SOCKETS, options.map_entries.max(1))
             .map_max_entries(flow_common::udp::names::FLOWS, options.udp_flows.max(1))
@@ -118,6 +128,7 @@ impl KernelProgram {
             .override_global(globals::SK_PROTOCOL_OFFSET, &sk_protocol, true)
             .override_global(globals::SOCK_OFFSETS, &sock_offsets, true)
             .override_global(globals::COUNTING, &counting_global, true)
+            .override_global(globals::SOCK_READS, &reads, true)
             .load(OBJECT)
             .map_err(load_failed)?;
         let btf = Btf::from_sys_fs().ok();
@@ -165,6 +176,7 @@ impl KernelProgram {
                         }
                     }
                     let mut program = KernelProgram {
+                        sock_reads: reads,
                         udp,
                         release_refused,
                         links: attached.links,
@@ -232,6 +244,12 @@ impl KernelProgram {
     /// Bytes of payload captured per message (0: capture off).
     pub fn payload_bytes(&self) -> u32 {
         self.payload_bytes
+    }
+
+    /// Whether the typed programs read socket fields by direct loads (checked against BTF at
+    /// load) rather than a helper call each.
+    pub fn typed_reads(&self) -> bool {
+        self.sock_reads & sock_reads::TYPED != 0
     }
 
     /// How the bytes are counted.

@@ -33,6 +33,7 @@ mod udp;
 mod udp_blast;
 mod udp_report;
 mod verbose;
+mod walk;
 
 use crate::util::{is_root, output, workspace_root};
 use anyhow::{bail, Context, Result};
@@ -72,6 +73,10 @@ pub struct BenchArgs {
     /// Leave out a part; repeatable.
     #[arg(long, value_enum)]
     pub skip: Vec<Section>,
+    /// Measure this flow binary instead of building one from this tree (a build of another
+    /// commit, say, for a before/after in one machine state).
+    #[arg(long, value_name = "PATH")]
+    pub flow_binary: Option<PathBuf>,
     /// Internal: hold connections for a scale run (the benchmark starts these itself).
     #[arg(long, hide = true, value_name = "ADDR,COUNT,ACTIVE")]
     pub hold: Option<String>,
@@ -178,7 +183,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("bench loads flow's kernel programs and sets a sysctl: run it as root (sudo -E cargo xtask bench)");
     }
     let plan = Plan::from(args);
-    let binary = crate::build::build(true).context("bench: building flow in release")?;
+    let binary = match &args.flow_binary {
+        Some(path) => path
+            .canonicalize()
+            .with_context(|| format!("bench: --flow-binary {}", path.display()))?,
+        None => crate::build::build(true).context("bench: building flow in release")?,
+    };
     let unix = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let timestamp = report::utc_stamp(unix);
     let results_dir = workspace_root().join("bench/results");
@@ -205,6 +215,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ..Results::default()
     };
     r.versions = versions(&ctx.flow);
+    if args.flow_binary.is_some() {
+        r.versions
+            .push(("flow binary".into(), binary.display().to_string()));
+    }
     r.before = baseline::load(&results_dir, &r.timestamp);
     if !ctx.flow.has_no_payload {
         ctx.notes.push("flow has no --no-payload flag: only the default configuration (payload capture on) was measured".into());

@@ -313,15 +313,15 @@ fn mib(kib: Option<u64>) -> String {
 }
 
 fn scale_section(r: &Results) -> String {
-    let mut md = String::from("\n## Scale\n\nIdle loopback connections (set up once per count), 1 in 100 moving 1 KiB each way per second, under each command in turn, `-v`, 1 s interval: `flow history --window`, `flow serve` (its `/metrics` scraped during the run), `flow top` with stdout piped to a file. CPU over the measured seconds once every socket had moved a byte; peak RSS (VmHWM) over flow's run, start-up included; rows, read time and live sockets from each poll's `flow -v` line in the measured seconds (read: median (min–max)).\n\n");
-    md.push_str("| connections | flow | measured s | CPU % of a core | peak RSS MiB | sockets live | rows per poll | read ms per poll | owners ms per poll | samples dropped | notes |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    let mut md = String::from("\n## Scale\n\nIdle loopback connections (set up once per count), 1 in 100 moving 1 KiB each way per second, under each command in turn, `-v`, 1 s interval: `flow history --window`, `flow serve` (its `/metrics` scraped during the run), `flow top` with stdout piped to a file. CPU over the measured seconds once every socket had moved a byte; peak RSS (VmHWM) over flow's run, start-up included; rows, read time and live sockets from each poll's `flow -v` line in the measured seconds (read: median (min–max)); the walk program (the incremental read's kernel program, run once per socket visited) from `bpf_stats` over a few seconds after the measured ones: ns per socket, and ms per second, i.e. per poll.\n\n");
+    md.push_str("| connections | flow | measured s | CPU % of a core | peak RSS MiB | sockets live | rows per poll | read ms per poll | walk program ns per socket | walk program ms per poll | owners ms per poll | samples dropped | notes |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for s in &r.scale {
         let head = format!(
             "{} ({} active, {} holder(s), set up in {:.2} s)",
             s.connections, s.active, s.holders, s.setup_s
         );
         if let Some(err) = &s.error {
-            let _ = writeln!(md, "| {head} | – | | | | | | | | | {} |", cell(err));
+            let _ = writeln!(md, "| {head} | – | | | | | | | | | | | {} |", cell(err));
             continue;
         }
         for run in &s.runs {
@@ -334,9 +334,12 @@ fn scale_section(r: &Results) -> String {
                 ));
             }
             let rows: Vec<f64> = run.rows.iter().map(|r| *r as f64).collect();
+            let walk = |value: Option<f64>, digits: usize| {
+                value.map_or("–".into(), |v| format!("{v:.digits$}"))
+            };
             let _ = writeln!(
                 md,
-                "| {head} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {head} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 run.command,
                 run.measured_s,
                 run.cores
@@ -345,6 +348,8 @@ fn scale_section(r: &Results) -> String {
                 run.live.map_or("–".into(), |l| l.to_string()),
                 show(Summary::of(&rows), 0),
                 show(Summary::of(&run.read_ms), 1),
+                walk(run.walk.as_ref().and_then(|w| w.ns_per_run()), 0),
+                walk(run.walk.as_ref().and_then(|w| w.ms_per_second()), 1),
                 show(Summary::of(&run.owners_ms), 1),
                 run.dropped_samples,
                 cell(&notes.join("; "))
@@ -487,7 +492,7 @@ mod tests {
         baseline::{Baseline, Before},
         bpf::ProgStats,
         json::Value,
-        results::{Idle, Resident, Scale, ScaleRun, Startup},
+        results::{Idle, Resident, Scale, ScaleRun, Startup, WalkCost},
     };
 
     fn prog(name: &str, run_cnt: u64, run_time_ns: u64) -> ProgStats {
@@ -584,7 +589,15 @@ mod tests {
                     holders: 1,
                     setup_s: 1.5,
                     runs: vec![
-                        run("history", 0.004, 30, 20_000, &[3.0, 4.0]),
+                        ScaleRun {
+                            walk: Some(WalkCost {
+                                program: "flow_tcp_delta".into(),
+                                seconds: 2.0,
+                                runs: 40_000,
+                                run_time_ns: 8_000_000,
+                            }),
+                            ..run("history", 0.004, 30, 20_000, &[3.0, 4.0])
+                        },
                         run("serve", 0.006, 20, 20_000, &[3.0]),
                         run("top", 0.002, 25, 20_000, &[]),
                     ],
@@ -671,9 +684,9 @@ mod tests {
             "| flow | 64 | 0.980 (0.970–0.990) | 0.002 (0.001–0.003) | 1.00 (0.90–1.10) | 3 |  |",
             "| flow | 64 | flow_destroy_tp | lifecycle | 200 | 20.0 |",
             "- flow -l 64: 200 events, 20.0 ns per event counting, 40.0 ns per event with every program, 0.0 % of a core in the kernel",
-            "| 10000 (100 active, 1 holder(s), set up in 1.50 s) | history | 10.0 | 0.40 | 30.0 | 20000 | 100 (100–100) | 3.5 (3.0–4.0) | – | 0 |  |",
-            "| 100000 (1000 active, 11 holder(s), set up in 1.50 s) | serve | 10.0 | 1.00 | 100.0 | 200000 | 100 | 10.0 | – | 0 | 2 of 2 scrapes answered 200 (900 bytes) |",
-            "| 100000 (1000 active, 11 holder(s), set up in 1.50 s) | top | 0.0 | – | – | – | – | – | – | 0 | flow top printed no table to its piped stdout |",
+            "| 10000 (100 active, 1 holder(s), set up in 1.50 s) | history | 10.0 | 0.40 | 30.0 | 20000 | 100 (100–100) | 3.5 (3.0–4.0) | 200 | 4.0 | – | 0 |  |",
+            "| 100000 (1000 active, 11 holder(s), set up in 1.50 s) | serve | 10.0 | 1.00 | 100.0 | 200000 | 100 | 10.0 | – | – | – | 0 | 2 of 2 scrapes answered 200 (900 bytes) |",
+            "| 100000 (1000 active, 11 holder(s), set up in 1.50 s) | top | 0.0 | – | – | – | – | – | – | – | – | 0 | flow top printed no table to its piped stdout |",
             "| 2 | 400 (0) | 0 | 4000 | 4000 | 4000 | 0 | 0 / 0 | 0 | none | 1.00 | 30.0 | 20.0 → 25.0 (60 s after) | 6.00 | 30.0 | 20.0 → 25.0 | 10 / 40 | yes |",
             "| start-up: spawn to first sample (minus the 100 ms window) | ≤ 150 ms | 150 (140–160) ms | met |",
             "| 1000 (900–1100) | 250 (240–260) | 1200 (1200–1200) | 3 | 18.0 (after 5 s) |",

@@ -119,6 +119,21 @@ pub fn json(r: &Results) -> Value {
                                                 ("scrapes", u64::from(run.scrapes).into()),
                                                 ("scrapes_ok", u64::from(run.scrapes_ok).into()),
                                                 ("profile", strings(&run.profile)),
+                                                (
+                                                    "walk",
+                                                    run.walk.as_ref().map_or(Value::Null, |w| {
+                                                        obj([
+                                                            ("program", w.program.as_str().into()),
+                                                            ("seconds", w.seconds.into()),
+                                                            ("runs", w.runs.into()),
+                                                            ("run_time_ns", w.run_time_ns.into()),
+                                                            (
+                                                                "ns_per_socket",
+                                                                w.ns_per_run().into(),
+                                                            ),
+                                                        ])
+                                                    }),
+                                                ),
                                                 ("warnings", strings(&run.warnings)),
                                                 ("error", run.error.clone().into()),
                                             ])

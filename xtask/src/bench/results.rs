@@ -256,8 +256,30 @@ pub struct ScaleRun {
     pub scrape_bytes: u64,
     /// Top of `perf report` for flow during the measurement (full mode).
     pub profile: Vec<String>,
+    /// The incremental read's walk program over a few seconds after the measured ones.
+    pub walk: Option<WalkCost>,
     pub warnings: Vec<String>,
     pub error: Option<String>,
+}
+
+/// A walk program's own cost over a `bpf_stats` window: one run per socket (or entry) visited.
+#[derive(Debug, Default, Clone)]
+pub struct WalkCost {
+    pub program: String,
+    pub seconds: f64,
+    pub runs: u64,
+    pub run_time_ns: u64,
+}
+
+impl WalkCost {
+    pub fn ns_per_run(&self) -> Option<f64> {
+        (self.runs > 0).then(|| self.run_time_ns as f64 / self.runs as f64)
+    }
+
+    /// Program time per second of the window: per poll at a 1 s interval.
+    pub fn ms_per_second(&self) -> Option<f64> {
+        (self.seconds > 0.0).then(|| self.run_time_ns as f64 / 1e6 / self.seconds)
+    }
 }
 
 /// `flow serve` with nothing to watch: how much memory flow takes just to start.

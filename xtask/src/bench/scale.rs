@@ -12,7 +12,7 @@ use super::{
     proc::{cpu_seconds, status_kib, Spawned},
     profile,
     results::{Scale, ScaleRun},
-    verbose, Ctx,
+    verbose, walk, Ctx,
 };
 use anyhow::{bail, Context, Result};
 use std::{
@@ -129,7 +129,9 @@ fn run_one(ctx: &mut Ctx, n: u64, holders: &mut [Spawned], run: &mut ScaleRun) -
     // Steady polling only: the touch (every socket moving a byte) comes before, and history's
     // window leaves room after for its listing.
     let measure = Duration::from_secs(if ctx.plan.quick { 2 } else { 10 });
-    let window = measure.as_secs() + 4;
+    // The walk program's stats window follows the measured seconds; history polls through it.
+    let walk_seconds = walk::seconds(ctx.plan.quick);
+    let window = measure.as_secs() + walk_seconds + 4;
     let mut global = vec!["-v".to_string()];
     // Every socket gets an entry once touched: both ends of every connection, plus room.
     let entries = (2 * n + 8192).next_power_of_two();
@@ -223,6 +225,12 @@ fn run_one(ctx: &mut Ctx, n: u64, holders: &mut [Spawned], run: &mut ScaleRun) -
         }
     }
     run.measured_s = wall;
+    if alive(&mut running) {
+        match walk::measure(pid, walk_seconds) {
+            Ok(cost) => run.walk = cost,
+            Err(err) => run.warnings.push(format!("walk program stats: {err:#}")),
+        }
+    }
     if let Some(profile) = profile {
         run.profile = profile.finish();
     }
