@@ -140,7 +140,6 @@ fn remote_name_from_a_dns_answer() {
         return;
     };
     let dns = Dnsmasq::start(dnsmasq, "flowtest.test", "127.0.0.7");
-    let dns_port = dns.port;
     // A service on the address the name resolves to.
     let listener = TcpListener::bind("127.0.0.7:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -154,18 +153,7 @@ fn remote_name_from_a_dns_answer() {
         &port.to_string(),
     ]));
     thread::sleep(Duration::from_millis(800));
-    let answer = Command::new(dig)
-        .args([
-            "+tcp",
-            "+short",
-            "-p",
-            &dns_port.to_string(),
-            "@127.0.0.1",
-            "flowtest.test",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&answer.stdout).trim(), "127.0.0.7");
+    assert_eq!(dns.dig(dig, "flowtest.test", true), "127.0.0.7");
     thread::sleep(Duration::from_millis(300));
     let mut client = TcpStream::connect(("127.0.0.7", port)).unwrap();
     let (mut server, _) = listener.accept().unwrap();

@@ -8,7 +8,6 @@ mod support;
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::Command,
     thread,
     time::Duration,
 };
@@ -32,17 +31,7 @@ fn dns_over_udp_is_dns_and_names_the_remote() {
 
     let mut running = Running::spawn(flow().args(["bandwidth", "--json", "--window", "3s"]));
     thread::sleep(Duration::from_millis(800));
-    let answer = Command::new(dig)
-        .args([
-            "+short",
-            "-p",
-            &dns_port.to_string(),
-            "@127.0.0.1",
-            "flowtest.test",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&answer.stdout).trim(), "127.0.0.7");
+    assert_eq!(dns.dig(dig, "flowtest.test", false), "127.0.0.7");
     thread::sleep(Duration::from_millis(300));
     let mut client = TcpStream::connect(("127.0.0.7", port)).unwrap();
     let (mut server, _) = listener.accept().unwrap();

@@ -38,6 +38,19 @@ impl Dnsmasq {
         assert!(up.is_some(), "dnsmasq did not listen on port {port}");
         server
     }
+
+    /// `dig +short` for `name` against this server (over TCP with `tcp`): its answer.
+    pub fn dig(&self, dig: &str, name: &str, tcp: bool) -> String {
+        let mut command = Command::new(dig);
+        if tcp {
+            command.arg("+tcp");
+        }
+        let answer = command
+            .args(["+short", "-p", &self.port.to_string(), "@127.0.0.1", name])
+            .output()
+            .expect("dig runs");
+        String::from_utf8_lossy(&answer.stdout).trim().to_string()
+    }
 }
 
 impl Drop for Dnsmasq {
